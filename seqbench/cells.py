@@ -1,0 +1,263 @@
+"""Recurrent cells in two implementations that compute the same function.
+
+``builtin``: ``torch.nn.RNN/LSTM/GRU`` (cuDNN on a GPU, oneDNN/ATen on a CPU).
+``hand``:    ``HandRNN``, the gate equations of PyTorch's documentation written out in plain tensor
+             operations, with parameter names and shapes identical to the built-in module's
+             (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, ...), so a
+             ``state_dict`` loads into either implementation.
+
+The hand-written layer is written for speed within plain autograd (shared/REFERENCES.md section 5):
+the input projection of all steps is one matrix product before the loop, the loop walks
+``unbind(0)`` views (indexing a stacked tensor per step makes the backward pass O(T^2)), and each
+step does one ``addmm`` plus pointwise work.
+
+Because it is plain PyTorch, the hand-written layer can also expose what the fused kernels hide:
+optional zero "probe" tensors added to every h_t (and c_t) make dL/dh_t for every t available from
+a single backward pass (see seqbench.probe).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqbench.choices import CELLS, IMPLS, NONLINEARITIES  # noqa: F401  (re-exported)
+from seqbench.errors import ConfigError
+
+#: gate blocks stacked in weight_ih / weight_hh, in PyTorch's order
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # lstm: i, f, g, o;  gru: r, z, n
+
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "leaky_relu": F.leaky_relu,  # negative slope 0.01 (Maas et al. 2013)
+    "elu": F.elu,  # alpha 1 (Clevert et al. 2015)
+    "linear": lambda x: x,  # identity: the linear RNN of the gradient theory checks
+}
+assert tuple(ACTIVATIONS) == NONLINEARITIES
+#: nonlinearities torch.nn.RNN can express
+BUILTIN_NONLINEARITIES = ("tanh", "relu")
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """What recurrent stack to build: cell type, implementation and sizes."""
+
+    cell: str = "lstm"  # rnn | lstm | gru
+    impl: str = "builtin"  # builtin (torch.nn) | hand (HandRNN)
+    hidden: int = 128  # hidden units per layer
+    layers: int = 1  # stacked recurrent layers
+    nonlinearity: str = "tanh"  # rnn only
+
+    def validate(self) -> CellConfig:
+        if self.cell not in CELLS:
+            raise ConfigError(f"unknown cell {self.cell!r}; allowed: {', '.join(CELLS)}")
+        if self.impl not in IMPLS:
+            raise ConfigError(f"unknown impl {self.impl!r}; allowed: {', '.join(IMPLS)}")
+        if self.hidden < 1:
+            raise ConfigError(f"hidden must be >= 1, got {self.hidden}")
+        if self.layers < 1:
+            raise ConfigError(f"layers must be >= 1, got {self.layers}")
+        if self.nonlinearity not in ACTIVATIONS:
+            raise ConfigError(
+                f"unknown nonlinearity {self.nonlinearity!r}; allowed: {', '.join(ACTIVATIONS)}"
+            )
+        if self.cell != "rnn" and self.nonlinearity != "tanh":
+            raise ConfigError(
+                f"nonlinearity applies to cell 'rnn' only, not {self.cell!r} "
+                "(gated cells use sigmoid gates and tanh)"
+            )
+        if self.impl == "builtin" and self.nonlinearity not in BUILTIN_NONLINEARITIES:
+            raise ConfigError(
+                f"nonlinearity {self.nonlinearity!r} exists for --impl hand only; "
+                f"builtin allows: {', '.join(BUILTIN_NONLINEARITIES)}"
+            )
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# One layer over a whole sequence. x: (T, B, I); h, c: (B, H); returns outputs (T, B, H) and the
+# final state. probe_h / probe_c: optional (T, B, H) tensors added to h_t / c_t (zeros, for the
+# gradient probe); unbound once, never indexed per step.
+# --------------------------------------------------------------------------------------------
+
+
+def _input_projection(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> list[Tensor]:
+    """x W_ih^T (+ bias) for all steps in one product, returned as per-step views."""
+    T, B, n_in = x.shape
+    flat = x.reshape(T * B, n_in)
+    xp = torch.addmm(bias, flat, w_ih.t()) if bias is not None else flat @ w_ih.t()
+    return list(xp.view(T, B, -1).unbind(0))
+
+
+def _unbind(probe: Tensor | None, T: int) -> Sequence[Tensor | None]:
+    return probe.unbind(0) if probe is not None else [None] * T
+
+
+def rnn_layer(x, h, w_ih, w_hh, b_ih, b_hh, activation, probe_h=None):
+    """h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
+    bias = b_ih + b_hh if b_ih is not None else None
+    w_hh_t = w_hh.t()
+    outputs = []
+    for xp_t, p in zip(_input_projection(x, w_ih, bias), _unbind(probe_h, x.shape[0])):
+        h = activation(torch.addmm(xp_t, h, w_hh_t))
+        if p is not None:
+            h = h + p
+        outputs.append(h)
+    return torch.stack(outputs), h
+
+
+def lstm_layer(x, h, c, w_ih, w_hh, b_ih, b_hh, probe_h=None, probe_c=None):
+    """PyTorch's LSTM equations, gates in the order i, f, g, o:
+
+    i = sigmoid(W_ii x + b_ii + W_hi h + b_hi)      f = sigmoid(W_if x + b_if + W_hf h + b_hf)
+    g = tanh(W_ig x + b_ig + W_hg h + b_hg)         o = sigmoid(W_io x + b_io + W_ho h + b_ho)
+    c' = f * c + i * g                              h' = o * tanh(c')
+    """
+    bias = b_ih + b_hh if b_ih is not None else None
+    w_hh_t = w_hh.t()
+    T = x.shape[0]
+    outputs = []
+    steps = zip(_input_projection(x, w_ih, bias), _unbind(probe_h, T), _unbind(probe_c, T))
+    for xp_t, ph, pc in steps:
+        gates = torch.addmm(xp_t, h, w_hh_t)  # (B, 4H)
+        ingate, forgetgate, cellgate, outgate = gates.chunk(4, 1)
+        c = torch.sigmoid(forgetgate) * c + torch.sigmoid(ingate) * torch.tanh(cellgate)
+        if pc is not None:
+            c = c + pc
+        h = torch.sigmoid(outgate) * torch.tanh(c)
+        if ph is not None:
+            h = h + ph
+        outputs.append(h)
+    return torch.stack(outputs), h, c
+
+
+def gru_layer(x, h, w_ih, w_hh, b_ih, b_hh, probe_h=None):
+    """PyTorch's GRU equations, gates in the order r, z, n:
+
+    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)      z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))   h' = (1 - z) * n + z * h
+    """
+    w_hh_t = w_hh.t()
+    outputs = []
+    for xp_t, p in zip(_input_projection(x, w_ih, b_ih), _unbind(probe_h, x.shape[0])):
+        hp = torch.addmm(b_hh, h, w_hh_t) if b_hh is not None else h @ w_hh_t  # (B, 3H)
+        x_r, x_z, x_n = xp_t.chunk(3, 1)
+        h_r, h_z, h_n = hp.chunk(3, 1)
+        resetgate = torch.sigmoid(x_r + h_r)
+        updategate = torch.sigmoid(x_z + h_z)
+        newgate = torch.tanh(x_n + resetgate * h_n)
+        h = newgate + updategate * (h - newgate)  # = (1 - z) * n + z * h
+        if p is not None:
+            h = h + p
+        outputs.append(h)
+    return torch.stack(outputs), h
+
+
+class HandRNN(nn.Module):
+    """Hand-written multi-layer RNN / LSTM / GRU, a drop-in for the built-in modules.
+
+    Time-major (``batch_first=False``), unidirectional, no projection, no dropout: the subset
+    seqbench uses. ``forward(x, hx)`` returns what the built-in module returns:
+    ``(output, h_n)`` for rnn and gru, ``(output, (h_n, c_n))`` for lstm.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+    ):
+        super().__init__()
+        if mode not in GATES:
+            raise ConfigError(f"unknown cell {mode!r}; allowed: {', '.join(GATES)}")
+        self.mode = mode
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.nonlinearity = nonlinearity
+        self.bias = bias
+        gate_size = GATES[mode] * hidden_size
+        # Registered in nn.RNNBase's order (w_ih, w_hh, b_ih, b_hh per layer), so that
+        # reset_parameters draws the same numbers from the same RNG state as the built-in module.
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size
+            shapes = {"weight_ih": (gate_size, layer_input), "weight_hh": (gate_size, hidden_size)}
+            if bias:
+                shapes |= {"bias_ih": (gate_size,), "bias_hh": (gate_size,)}
+            for name, shape in shapes.items():
+                self.register_parameter(f"{name}_l{layer}", nn.Parameter(torch.empty(shape)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default: every weight and bias uniform in [-1/sqrt(H), 1/sqrt(H)]."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+
+    def layer_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        get = lambda name: getattr(self, f"{name}_l{layer}", None)  # noqa: E731
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+
+    def forward(self, x: Tensor, hx=None, probes: Sequence[dict] | None = None):
+        """x: (T, B, input_size). hx: initial state(s), shaped as for the built-in module.
+
+        probes: optional, one dict per layer with tensors ``"h"`` (and ``"c"`` for lstm) of shape
+        (T, B, H) added to h_t (c_t) in that layer. Zeros leave the function unchanged; their
+        gradients are dL/dh_t (dL/dc_t) for every t.
+        """
+        T, B, _ = x.shape
+        L, H = self.num_layers, self.hidden_size
+        if hx is None:
+            zeros = x.new_zeros(L, B, H)
+            hx = (zeros, zeros) if self.mode == "lstm" else zeros
+        h0, c0 = hx if self.mode == "lstm" else (hx, None)
+        h_n, c_n = [], []
+        out = x
+        for layer in range(L):
+            weights = self.layer_weights(layer)
+            probe = probes[layer] if probes is not None else {}
+            if self.mode == "lstm":
+                out, h, c = lstm_layer(out, h0[layer], c0[layer], *weights,
+                                       probe_h=probe.get("h"), probe_c=probe.get("c"))
+                c_n.append(c)
+            elif self.mode == "gru":
+                out, h = gru_layer(out, h0[layer], *weights, probe_h=probe.get("h"))
+            else:
+                act = ACTIVATIONS[self.nonlinearity]
+                out, h = rnn_layer(out, h0[layer], *weights, act, probe_h=probe.get("h"))
+            h_n.append(h)
+        h_n = torch.stack(h_n)
+        return (out, (h_n, torch.stack(c_n))) if self.mode == "lstm" else (out, h_n)
+
+    def extra_repr(self) -> str:
+        s = f"{self.mode}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        return s + (f", nonlinearity={self.nonlinearity}" if self.mode == "rnn" else "")
+
+
+def builtin_module(mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                   nonlinearity: str = "tanh") -> nn.Module:
+    """The built-in torch.nn module for ``mode``."""
+    if mode == "rnn":
+        return nn.RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity)
+    return {"lstm": nn.LSTM, "gru": nn.GRU}[mode](input_size, hidden_size, num_layers)
+
+
+def make_recurrent(cfg: CellConfig, input_size: int) -> nn.Module:
+    """Build the recurrent stack ``cfg`` describes. With the same global RNG state, ``builtin``
+    and ``hand`` get identical initial weights (same parameters, same order, same draws)."""
+    cfg.validate()
+    if cfg.impl == "builtin":
+        return builtin_module(cfg.cell, input_size, cfg.hidden, cfg.layers, cfg.nonlinearity)
+    return HandRNN(cfg.cell, input_size, cfg.hidden, cfg.layers, cfg.nonlinearity)

@@ -1,0 +1,10 @@
+"""Names the command line offers, kept free of heavy imports so that ``--help`` is instant.
+
+The library modules build their registries from these same tuples.
+"""
+
+TASKS = ("adding", "copy", "delayed_recall")
+CELLS = ("rnn", "lstm", "gru")
+IMPLS = ("builtin", "hand")
+NONLINEARITIES = ("tanh", "relu", "leaky_relu", "elu", "linear")
+DEVICES = ("auto", "cpu", "cuda")

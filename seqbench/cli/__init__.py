@@ -1,0 +1,85 @@
+"""The ``seqbench`` command line: a thin layer over the library.
+
+One module per command family (``run``, ...), each adapting one library call. Heavy imports
+(torch, pandas, seaborn) happen inside the commands, so ``--help`` is instant. Bad input of any
+kind ends in one line, ``Error: <what is wrong and what is allowed>``, exit code 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import sys
+
+import click
+
+from seqbench import __version__
+
+
+class BadInput(click.ClickException):
+    """A user error: printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+class SeqbenchGroup(click.Group):
+    """A click group whose usage errors are one line (no usage block) and exit with 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except click.UsageError as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"Error: {e.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        if isinstance(rv, int):  # click returns the exit code of --help/--version in this mode
+            sys.exit(rv)
+        sys.exit(0)
+
+
+#: OS errors that come from the user's environment (paths, permissions, space), not from a bug
+USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOENT,
+                  errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG}
+
+
+def config_errors(fn):
+    """Turn the library's ConfigError (a ValueError subclass) into a one-line BadInput."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from seqbench.errors import ConfigError
+
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as e:
+            raise BadInput(str(e)) from None
+        except OSError as e:
+            if e.errno not in USER_OS_ERRORS:
+                raise
+            raise BadInput(f"{e.strerror}: {e.filename or ''}".rstrip(": ")) from None
+
+    return wrapper
+
+
+@click.group(cls=SeqbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="seqbench")
+def cli():
+    """seqbench: recurrent networks on synthetic long-dependency tasks.
+
+    Train RNN, LSTM and GRU cells (PyTorch's built-in modules or hand-written twins) on the adding
+    problem, copy memory and delayed recall, and record every run as a row of results/runs.csv.
+    """
+
+
+def main(prog_name: str | None = None) -> None:
+    cli.main(prog_name=prog_name or "seqbench")
+
+
+# Command families register themselves on ``cli`` when imported.
+from seqbench.cli import run  # noqa: E402, F401

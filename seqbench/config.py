@@ -1,0 +1,89 @@
+"""The configuration of one training run, its validation and its identity.
+
+Every default lives here, one per line, with its unit or intent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from seqbench.cells import CellConfig
+from seqbench.choices import DEVICES
+from seqbench.errors import ConfigError
+from seqbench.tasks import make_task
+
+OPTIMIZERS = ("adam",)
+
+#: fields that say where and how fast a run executes, not what it computes: not in its identity
+ENVIRONMENT_FIELDS = ("device", "threads")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run."""
+
+    task: str = "adding"  # adding | copy | delayed_recall
+    variant: str | None = None  # task variant; None = the task's default
+    seq_len: int = 100  # the lag T the task is named by (total steps are recorded too)
+    cell: CellConfig = field(default_factory=CellConfig)
+    optimizer: str = "adam"
+    lr: float = 1e-3  # Adam learning rate
+    clip: float = 1.0  # gradient-norm clipping threshold; 0 = off
+    batch_size: int = 64  # sequences per training step
+    steps: int = 10_000  # training-step budget
+    eval_every: int = 100  # evaluate on the held-out set every this many steps
+    eval_size: int = 512  # held-out sequences (fixed, from the "eval" seed stream)
+    until_solved: bool = True  # stop at the first evaluation that meets the solved criterion
+    seed: int = 0  # one seed; init, train, eval and probe streams are derived from it
+    device: str = "auto"  # auto (cuda when present) | cpu | cuda
+    threads: int | None = None  # torch intra-op threads; None = torch's default
+
+    def validate(self) -> RunConfig:
+        """Check every field; return the config with the task variant resolved."""
+        task = make_task(self.task, self.variant)
+        task.check_seq_len(self.seq_len)
+        self.cell.validate()
+        checks = [
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; allowed: adam"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.clip >= 0, f"clip must be >= 0 (0 = off), got {self.clip}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
+            (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
+            (self.eval_size >= 1, f"eval_size must be >= 1, got {self.eval_size}"),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (self.device in DEVICES, f"unknown device {self.device!r}; allowed: auto, cpu, cuda"),
+            (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return replace(self, variant=task.variant)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        d = dict(d)
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown run config keys {sorted(unknown)}; allowed: {sorted(known)}")
+        cell = d.pop("cell", {})
+        if isinstance(cell, dict):
+            cell_known = {f.name for f in fields(CellConfig)}
+            if set(cell) - cell_known:
+                raise ConfigError(
+                    f"unknown cell keys {sorted(set(cell) - cell_known)}; allowed: {sorted(cell_known)}"
+                )
+            cell = CellConfig(**cell)
+        return cls(cell=cell, **d)
+
+    def config_id(self) -> str:
+        """A stable hash of everything that determines the result (not device or threads)."""
+        d = {k: v for k, v in self.validate().to_dict().items() if k not in ENVIRONMENT_FIELDS}
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -1,0 +1,45 @@
+"""The model: task inputs -> recurrent stack -> linear readout at the task's readout steps."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from seqbench.cells import CellConfig, make_recurrent
+from seqbench.tasks import Task
+
+
+class SequenceModel(nn.Module):
+    """A recurrent stack (built-in or hand-written) with a linear readout.
+
+    The inputs the tasks produce are already encoded (one-hot symbols or real values), so the
+    recurrent stack reads them directly. The readout is applied only at the steps the loss uses.
+    """
+
+    def __init__(self, input_size: int, output_size: int, cell: CellConfig):
+        super().__init__()
+        self.cell_config = cell
+        self.rnn = make_recurrent(cell, input_size)
+        self.readout = nn.Linear(cell.hidden, output_size)
+
+    def hidden_states(self, x: Tensor, probes=None) -> Tensor:
+        """Top-layer hidden states for all steps, (S, B, H)."""
+        if probes is not None:
+            return self.rnn(x, probes=probes)[0]
+        return self.rnn(x)[0]
+
+    def forward(self, x: Tensor, readout: slice = slice(None), probes=None) -> Tensor:
+        """x: (S, B, input_size) -> outputs at ``readout`` steps, (R, B, output_size)."""
+        return self.readout(self.hidden_states(x, probes)[readout])
+
+
+def build_model(task: Task, cell: CellConfig, init_seed: int) -> SequenceModel:
+    """Build on the CPU from ``init_seed`` alone, so that ``builtin`` and ``hand`` start from
+    identical weights whatever the device or the global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        return SequenceModel(task.input_size, task.output_size, cell)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
