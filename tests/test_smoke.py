@@ -13,5 +13,6 @@ def test_run_writes_one_row(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("adding T=5 lstm/builtin seed 0: not solved in 3 steps")
-    rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
+    with open(tmp_path / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 1 and rows[0]["steps_taken"] == "3"
