@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqbench.choices import CELLS, IMPLS, NONLINEARITIES  # noqa: F401  (re-exported)
+from seqbench.choices import CELLS, IMPLS, INITS, NONLINEARITIES, NORMS  # noqa: F401  (re-exported)
 from seqbench.errors import ConfigError
 
 #: gate blocks stacked in weight_ih / weight_hh, in PyTorch's order
@@ -46,13 +46,20 @@ BUILTIN_NONLINEARITIES = ("tanh", "relu")
 
 @dataclass(frozen=True)
 class CellConfig:
-    """What recurrent stack to build: cell type, implementation and sizes."""
+    """What recurrent stack to build: cell type, implementation, sizes and the remedies for
+    vanishing gradients that act on the cell (seqbench.init, seqbench.normcells)."""
 
     cell: str = "lstm"  # rnn | lstm | gru
     impl: str = "builtin"  # builtin (torch.nn) | hand (HandRNN)
     hidden: int = 128  # hidden units per layer
     layers: int = 1  # stacked recurrent layers
-    nonlinearity: str = "tanh"  # rnn only
+    nonlinearity: str = "tanh"  # rnn only: tanh | relu (both impls) | leaky_relu | elu | linear (hand)
+    init: str = "default"  # recurrent weights: default | xavier | he | orthogonal | identity
+    init_gain: float = 1.0  # multiplies the recurrent weights after the init scheme
+    forget_bias: float | None = None  # lstm: forget-gate bias; None = PyTorch's default init
+    chrono: bool = False  # lstm, gru: chrono init of gate biases from the sequence length
+    norm: str = "none"  # none | layer | batch (normalization inside the cell; hand only)
+    residual: bool = False  # layers >= 2: each layer above the first adds its input to its output
 
     def validate(self) -> CellConfig:
         if self.cell not in CELLS:
@@ -77,10 +84,57 @@ class CellConfig:
                 f"nonlinearity {self.nonlinearity!r} exists for --impl hand only; "
                 f"builtin allows: {', '.join(BUILTIN_NONLINEARITIES)}"
             )
+        if self.init not in INITS:
+            raise ConfigError(f"unknown init {self.init!r}; allowed: {', '.join(INITS)}")
+        if not self.init_gain > 0:
+            raise ConfigError(f"init_gain must be > 0, got {self.init_gain}")
+        if self.forget_bias is not None and self.cell != "lstm":
+            raise ConfigError(f"forget_bias applies to cell 'lstm' only, not {self.cell!r}")
+        if self.chrono and self.cell == "rnn":
+            raise ConfigError("chrono initialization applies to cells 'lstm' and 'gru' only")
+        if self.chrono and self.forget_bias is not None:
+            raise ConfigError("chrono and forget_bias both set the forget-gate bias; choose one")
+        if self.norm not in NORMS:
+            raise ConfigError(f"unknown norm {self.norm!r}; allowed: {', '.join(NORMS)}")
+        if self.norm != "none" and self.impl == "builtin":
+            raise ConfigError(
+                f"norm {self.norm!r} (normalization inside the cell) exists for --impl hand only"
+            )
+        if self.residual and self.layers < 2:
+            raise ConfigError(f"residual needs layers >= 2, got layers={self.layers}")
         return self
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def options_label(self) -> str:
+        """The options that differ from the defaults, in words ('' for a default cell)."""
+        return options_label(self.to_dict())
+
+
+def options_label(cell: dict) -> str:
+    """Words for the non-default remedies in a CellConfig dict (or a results row)."""
+
+    def missing(v) -> bool:
+        return v is None or v == "" or (isinstance(v, float) and v != v)
+
+    parts = []
+    if cell.get("nonlinearity", "tanh") not in ("tanh", None) and cell.get("cell") == "rnn":
+        parts.append(str(cell["nonlinearity"]))
+    if cell.get("init", "default") not in ("default", None) and not missing(cell.get("init")):
+        parts.append(f"{cell['init']} init")
+    gain = cell.get("init_gain", 1.0)
+    if not missing(gain) and float(gain) != 1.0:
+        parts.append(f"gain {float(gain):g}")
+    if not missing(cell.get("forget_bias")):
+        parts.append(f"forget bias {float(cell['forget_bias']):g}")
+    if str(cell.get("chrono", False)).lower() == "true":
+        parts.append("chrono")
+    if cell.get("norm", "none") not in ("none", None) and not missing(cell.get("norm")):
+        parts.append(f"{cell['norm']} norm")
+    if str(cell.get("residual", False)).lower() == "true":
+        parts.append("residual")
+    return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,6 +232,7 @@ class HandRNN(nn.Module):
         num_layers: int = 1,
         nonlinearity: str = "tanh",
         bias: bool = True,
+        residual: bool = False,
     ):
         super().__init__()
         if mode not in GATES:
@@ -188,6 +243,7 @@ class HandRNN(nn.Module):
         self.num_layers = num_layers
         self.nonlinearity = nonlinearity
         self.bias = bias
+        self.residual = residual
         gate_size = GATES[mode] * hidden_size
         # Registered in nn.RNNBase's order (w_ih, w_hh, b_ih, b_hh per layer), so that
         # reset_parameters draws the same numbers from the same RNG state as the built-in module.
@@ -226,6 +282,7 @@ class HandRNN(nn.Module):
         h_n, c_n = [], []
         out = x
         for layer in range(L):
+            layer_input = out
             weights = self.layer_weights(layer)
             probe = probes[layer] if probes is not None else {}
             if self.mode == "lstm":
@@ -237,13 +294,16 @@ class HandRNN(nn.Module):
             else:
                 act = ACTIVATIONS[self.nonlinearity]
                 out, h = rnn_layer(out, h0[layer], *weights, act, probe_h=probe.get("h"))
+            if self.residual and layer > 0:  # He et al. 2016; Wu et al. 2016 for LSTM stacks
+                out = out + layer_input
             h_n.append(h)
         h_n = torch.stack(h_n)
         return (out, (h_n, torch.stack(c_n))) if self.mode == "lstm" else (out, h_n)
 
     def extra_repr(self) -> str:
         s = f"{self.mode}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
-        return s + (f", nonlinearity={self.nonlinearity}" if self.mode == "rnn" else "")
+        s += f", nonlinearity={self.nonlinearity}" if self.mode == "rnn" else ""
+        return s + (", residual=True" if self.residual else "")
 
 
 def builtin_module(mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -254,10 +314,41 @@ def builtin_module(mode: str, input_size: int, hidden_size: int, num_layers: int
     return {"lstm": nn.LSTM, "gru": nn.GRU}[mode](input_size, hidden_size, num_layers)
 
 
+def builtin_layers(rnn: nn.RNNBase) -> list[tuple[nn.Module, dict[str, Tensor]]]:
+    """Split a stacked built-in module into its layers, each still run by the fused kernel:
+    a single-layer template module and that layer's parameters (named as layer 0) to call it with
+    through ``torch.func.functional_call``. Gradients flow to the stacked module's parameters."""
+    mode = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}[rnn.mode]
+    nonlinearity = "relu" if rnn.mode == "RNN_RELU" else "tanh"
+    layers = []
+    with torch.random.fork_rng(devices=[]):  # the templates' own init must not move the global RNG
+        for layer in range(rnn.num_layers):
+            n_in = rnn.input_size if layer == 0 else rnn.hidden_size
+            template = builtin_module(mode, n_in, rnn.hidden_size, 1, nonlinearity)
+            template = template.to(device=rnn.weight_hh_l0.device, dtype=rnn.weight_hh_l0.dtype)
+            suffix = f"_l{layer}"
+            params = {name[: -len(suffix)] + "_l0": p for name, p in rnn.named_parameters()
+                      if name.endswith(suffix)}
+            layers.append((template, params))
+    return layers
+
+
+def run_builtin_residual(rnn: nn.RNNBase, x: Tensor) -> Tensor:
+    """Top-layer outputs of a built-in stack run layer by layer, each layer above the first
+    adding its input to its output (what ``HandRNN(residual=True)`` computes)."""
+    out = x
+    for layer, (module, params) in enumerate(builtin_layers(rnn)):
+        y = torch.func.functional_call(module, params, (out,))[0]
+        out = y + out if layer > 0 else y
+    return out
+
+
 def make_recurrent(cfg: CellConfig, input_size: int) -> nn.Module:
-    """Build the recurrent stack ``cfg`` describes. With the same global RNG state, ``builtin``
-    and ``hand`` get identical initial weights (same parameters, same order, same draws)."""
+    """Build the recurrent stack ``cfg`` describes, at PyTorch's default initialization. With the
+    same global RNG state, ``builtin`` and ``hand`` get identical weights (same parameters, same
+    order, same draws). Residual connections of a built-in stack are applied by the model."""
     cfg.validate()
     if cfg.impl == "builtin":
         return builtin_module(cfg.cell, input_size, cfg.hidden, cfg.layers, cfg.nonlinearity)
-    return HandRNN(cfg.cell, input_size, cfg.hidden, cfg.layers, cfg.nonlinearity)
+    return HandRNN(cfg.cell, input_size, cfg.hidden, cfg.layers, cfg.nonlinearity,
+                   residual=cfg.residual)

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from seqbench.cells import CellConfig
-from seqbench.choices import DEVICES
+from seqbench.choices import CLIP_MODES, DEVICES
 from seqbench.errors import ConfigError
 from seqbench.tasks import make_task
 
@@ -30,13 +30,16 @@ class RunConfig:
     cell: CellConfig = field(default_factory=CellConfig)
     optimizer: str = "adam"
     lr: float = 1e-3  # Adam learning rate
-    clip: float = 1.0  # gradient-norm clipping threshold; 0 = off
+    clip: float = 1.0  # clipping threshold; 0 = off
+    clip_mode: str = "norm"  # norm: rescale the global gradient norm (Pascanu 2013) | value: clamp each entry
     batch_size: int = 64  # sequences per training step
     steps: int = 10_000  # training-step budget
     eval_every: int = 100  # evaluate on the held-out set every this many steps
     eval_size: int = 512  # held-out sequences (fixed, from the "eval" seed stream)
     until_solved: bool = True  # stop at the first evaluation that meets the solved criterion
     seed: int = 0  # one seed; init, train, eval and probe streams are derived from it
+    probe_every: int = 0  # gradient-vs-lag probe at step 0, every N steps and at the end; 0 = off
+    label: str = ""  # name of the comparison arm a spec gave this run (e.g. "lstm_fb1"); "" = none
     device: str = "auto"  # auto (cuda when present) | cpu | cuda
     threads: int | None = None  # torch intra-op threads; None = torch's default
 
@@ -49,11 +52,13 @@ class RunConfig:
             (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; allowed: adam"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.clip >= 0, f"clip must be >= 0 (0 = off), got {self.clip}"),
+            (self.clip_mode in CLIP_MODES, f"unknown clip_mode {self.clip_mode!r}; allowed: norm, value"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
             (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
             (self.eval_size >= 1, f"eval_size must be >= 1, got {self.eval_size}"),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (self.probe_every >= 0, f"probe_every must be >= 0 (0 = off), got {self.probe_every}"),
             (self.device in DEVICES, f"unknown device {self.device!r}; allowed: auto, cpu, cuda"),
             (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
         ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from seqbench.cells import CellConfig, make_recurrent
+from seqbench.cells import CellConfig, make_recurrent, run_builtin_residual
+from seqbench.init import apply_init
 from seqbench.tasks import Task
 
 
@@ -26,6 +27,8 @@ class SequenceModel(nn.Module):
         """Top-layer hidden states for all steps, (S, B, H)."""
         if probes is not None:
             return self.rnn(x, probes=probes)[0]
+        if self.cell_config.residual and isinstance(self.rnn, nn.RNNBase):
+            return run_builtin_residual(self.rnn, x)
         return self.rnn(x)[0]
 
     def forward(self, x: Tensor, readout: slice = slice(None), probes=None) -> Tensor:
@@ -33,12 +36,23 @@ class SequenceModel(nn.Module):
         return self.readout(self.hidden_states(x, probes)[readout])
 
 
-def build_model(task: Task, cell: CellConfig, init_seed: int) -> SequenceModel:
+def build_model(task: Task, cell: CellConfig, init_seed: int, seq_len: int | None = None
+                ) -> SequenceModel:
     """Build on the CPU from ``init_seed`` alone, so that ``builtin`` and ``hand`` start from
-    identical weights whatever the device or the global RNG state."""
+    identical weights whatever the device or the global RNG state.
+
+    ``seq_len`` (the task's lag T) is needed by chrono initialization, whose T_max is the total
+    number of steps of the sequence: the longest dependency it can hold.
+    """
+    if cell.chrono and seq_len is None:
+        raise ValueError("chrono initialization needs the sequence length")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
-        return SequenceModel(task.input_size, task.output_size, cell)
+        model = SequenceModel(task.input_size, task.output_size, cell)
+        apply_init(model.rnn, cell.cell, cell.layers, cell.hidden, init=cell.init,
+                   gain=cell.init_gain, forget_bias=cell.forget_bias,
+                   chrono_tmax=task.total_steps(seq_len) if cell.chrono else 0)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -32,14 +32,16 @@ RUN_COLUMNS = [
     "run_id", "config_id", "started_at",
     "task", "variant", "seq_len", "total_steps",
     *CELL_COLUMNS, "n_params",
-    "optimizer", "lr", "clip", "batch_size", "step_budget", "eval_every", "eval_size",
-    "until_solved", "seed",
+    "optimizer", "lr", "clip", "clip_mode", "batch_size", "step_budget", "eval_every", "eval_size",
+    "until_solved", "seed", "probe_every",
     "status", "steps_taken", "final_loss", "baseline_loss", "loss_ratio", "accuracy",
     "solved", "solved_step",
     "wall_s", "train_s", "throughput_seq_s",
     "device", "device_name", "threads", "kernel",
     "torch_version", "cudnn_version", "onednn_version", "seqbench_version", "git_commit",
     "run_dir",
+    "label",  # the spec's name for the run's comparison arm (RunConfig.label); "" = none
+    "error",  # why a sweep run failed (status "failed"): exception type and message, one line
 ]
 
 
@@ -144,15 +146,28 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"results file {path} does not exist")
+    # Rows are checked against the header here, not by pandas: pandas pads a row with too few
+    # fields (the usual torn line) with NaN instead of reporting it.
     bad: list[str] = []
-
-    def on_bad(line: list[str]):
-        bad.append(",".join(line)[:60])
-        return None
-
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
     try:
-        df = pd.read_csv(path, on_bad_lines=on_bad, engine="python")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise ResultsFileError(f"cannot read {path} as a CSV: the file is empty")
+            writer.writerow(header)
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    bad.append(f"line {reader.line_num}: {','.join(row)[:60]}")
+                    continue
+                writer.writerow(row)
+        buf.seek(0)
+        df = pd.read_csv(buf)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as e:
         raise ResultsFileError(f"cannot read {path} as a CSV: {e}") from None
     if bad:
         warnings.warn(f"{path}: skipped {len(bad)} malformed line(s), e.g. {bad[0]!r}", stacklevel=2)

@@ -5,6 +5,7 @@ Layout of ``out`` (default ``results/``)::
     results/runs.csv                 one row per run (seqbench.results.RUN_COLUMNS)
     results/runs/<run_id>/config.json
     results/runs/<run_id>/curve.csv  step, train_loss, eval_loss, accuracy, grad_norm, elapsed_s
+    results/runs/<run_id>/grads.csv  gradient norm against lag (with probe_every > 0)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from seqbench.config import RunConfig
+from seqbench.grads import ProbeSetup, TrainingProbe
 from seqbench.model import count_parameters
 from seqbench.progress import ProgressLine, format_duration
 from seqbench.provenance import environment, kernel, resolve_device
@@ -104,8 +106,12 @@ def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool 
         rate = step / max(time.perf_counter() - state["t0"], 1e-9)
         bar.update(step, f"loss {loss:.4g} | {state['eval']} | {rate:.1f} steps/s")
 
+    probe = None
+    if cfg.probe_every > 0:
+        setup = ProbeSetup.create(task, cfg.seq_len, cfg.cell, cfg.seed, cfg.batch_size, device)
+        probe = TrainingProbe(setup, run_dir / "grads.csv", run_dir.name)
     try:
-        result = train(cfg, device, on_eval=on_eval, on_step=on_step)
+        result = train(cfg, device, on_eval=on_eval, on_step=on_step, probe=probe)
     finally:
         bar.close()
         curve_file.close()
@@ -123,12 +129,14 @@ def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool 
         "optimizer": cfg.optimizer,
         "lr": cfg.lr,
         "clip": cfg.clip,
+        "clip_mode": cfg.clip_mode,
         "batch_size": cfg.batch_size,
         "step_budget": cfg.steps,
         "eval_every": cfg.eval_every,
         "eval_size": cfg.eval_size,
         "until_solved": cfg.until_solved,
         "seed": cfg.seed,
+        "probe_every": cfg.probe_every,
         "status": result.status,
         "steps_taken": result.steps_taken,
         "final_loss": result.final.loss,
@@ -143,6 +151,7 @@ def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool 
         **environment(device, torch.get_num_threads()),
         "kernel": kernel(cfg.cell.cell, cfg.cell.impl, device),
         "run_dir": str(run_dir),
+        "label": cfg.label,
     }
     append_rows(out / "runs.csv", [row], RUN_COLUMNS)
     return row, summary_line(cfg, result, baseline)

@@ -84,15 +84,22 @@ def evaluate(model: SequenceModel, task: Task, batch: Batch, seq_len: int,
     return EvalResult(loss_sum / n, acc_sum / n)
 
 
-def clip_gradients(params: list[nn.Parameter], clip: float) -> float:
-    """Clip the global gradient norm at ``clip`` (0 = off); return the norm before clipping."""
-    if clip > 0:
+def clip_gradients(params: list[nn.Parameter], clip: float, mode: str = "norm") -> float:
+    """Clip the gradients (0 = off) and return their global norm before clipping.
+
+    ``norm`` rescales all gradients together when their global norm exceeds ``clip`` (Pascanu et
+    al. 2013); ``value`` clamps every entry to [-clip, clip] (as Arjovsky et al. 2016 did).
+    """
+    if clip > 0 and mode == "norm":
         return float(nn.utils.clip_grad_norm_(params, clip))
-    return float(nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+    norm = float(nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+    if clip > 0:
+        nn.utils.clip_grad_value_(params, clip)
+    return norm
 
 
 ProgressFn = Callable[[int, float], None]
-StepHook = Callable[[int, SequenceModel], None]
+ProbeFn = Callable[[int, SequenceModel], None]
 
 
 def train(
@@ -100,20 +107,22 @@ def train(
     device: torch.device,
     on_eval: Callable[[CurvePoint], None] | None = None,
     on_step: ProgressFn | None = None,
-    before_step: StepHook | None = None,
+    probe: ProbeFn | None = None,
 ) -> TrainResult:
     """Train one model as ``cfg`` says, on ``device``.
 
     on_eval(point) is called after every evaluation; on_step(step, train_loss) after every
-    step; before_step(step, model) before each training step and once more at the end (the
-    gradient probe hooks in here without touching the run's random streams).
+    step; probe(step, model) at step 0, every ``cfg.probe_every`` steps and after the last step
+    (when ``cfg.probe_every`` > 0). The probe must leave the model as it found it; it draws on
+    none of the run's random streams, so the run is the same with and without it.
     """
+    probe = probe if cfg.probe_every > 0 else None
     cfg = cfg.validate()
     task = make_task(cfg.task, cfg.variant)
     T = cfg.seq_len
     readout = task.readout_steps(T)
 
-    model = build_model(task, cfg.cell, seeding.derive_seed(cfg.seed, "init")).to(device)
+    model = build_model(task, cfg.cell, seeding.derive_seed(cfg.seed, "init"), T).to(device)
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     train_gen = seeding.generator(cfg.seed, "train")
@@ -147,15 +156,15 @@ def train(
     if task.solved(last.loss, last.accuracy):
         solved_step = 0
     while step < cfg.steps and not (solved_step is not None and cfg.until_solved):
-        if before_step:
-            before_step(step, model)
+        if probe and step % cfg.probe_every == 0:
+            probe(step, model)
         batch = task.sample(T, cfg.batch_size, train_gen).to(device)
         _synchronize(device)
         t0 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss = task.loss(model(batch.inputs, readout), batch.targets)
         loss.backward()
-        grad_norm = clip_gradients(params, cfg.clip)
+        grad_norm = clip_gradients(params, cfg.clip, cfg.clip_mode)
         loss_value = loss.item()
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             status = "diverged"
@@ -181,8 +190,8 @@ def train(
         last = EvalResult(float("nan"), float("nan"))
     elif n_since:  # steps since the last evaluation (stopped between two)
         last = record(step)
-    if before_step and status == "ok":
-        before_step(step, model)
+    if probe and status == "ok":  # the final step is never probed inside the loop
+        probe(step, model)
     return TrainResult(
         steps_taken=step,
         final=last,

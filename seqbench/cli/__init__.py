@@ -83,3 +83,4 @@ def main(prog_name: str | None = None) -> None:
 
 # Command families register themselves on ``cli`` when imported.
 from seqbench.cli import run  # noqa: E402, F401
+from seqbench.cli import grads  # noqa: E402, F401

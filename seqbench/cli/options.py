@@ -1,0 +1,73 @@
+"""Option groups shared by several commands (task, cell and its remedies, device)."""
+
+from __future__ import annotations
+
+import click
+
+from seqbench.choices import CELLS, DEVICES, IMPLS, INITS, NONLINEARITIES, NORMS, TASKS
+
+
+def _stack(decorators):
+    def apply(fn):
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
+
+
+def task_options(fn):
+    return _stack([
+        click.option("--task", type=click.Choice(TASKS), default="adding", show_default=True,
+                     help="Which task."),
+        click.option("--variant", default=None,
+                     help="Task variant. adding: halves (default), anywhere; copy: arjovsky "
+                          "(default), tcn; delayed_recall: noisy (default), blank."),
+        click.option("--seq-len", "-T", type=click.IntRange(min=1), default=100, show_default=True,
+                     help="The lag T the task is named by (total sequence steps are recorded too)."),
+    ])(fn)
+
+
+def cell_options(multiple: bool):
+    """Cell options; with ``multiple``, the choice options may repeat (a grid is measured)."""
+    many = " (repeatable)" if multiple else ""
+
+    def opt(*names, default, **kw):
+        if multiple:
+            default = (default,) if default is not None else ()
+        return click.option(*names, multiple=multiple, default=default, **kw)
+
+    return _stack([
+        opt("--cell", type=click.Choice(CELLS), default="lstm", show_default=True,
+            help=f"rnn (tanh unless --nonlinearity), lstm, gru{many}."),
+        opt("--impl", type=click.Choice(IMPLS), default="hand" if multiple else "builtin",
+            show_default=True,
+            help=f"builtin: torch.nn module (cuDNN / oneDNN); hand: hand-written twin{many}."),
+        click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True,
+                     help="Hidden units per layer."),
+        click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True),
+        opt("--nonlinearity", type=click.Choice(NONLINEARITIES), default=None,
+            help="Activation of the rnn cell [default: tanh]; builtin allows tanh and relu" + many
+                 + "."),
+        opt("--init", type=click.Choice(INITS), default="default", show_default=True,
+            help=f"Recurrent-weight initialization (identity also zeroes the recurrent biases){many}."),
+        opt("--init-gain", type=click.FloatRange(min=0, min_open=True), default=1.0,
+            show_default=True, help=f"Multiplies the recurrent weights after --init{many}."),
+        opt("--forget-bias", type=float, default=None,
+            help=f"LSTM forget-gate bias [default: PyTorch's init]{many}."),
+        click.option("--chrono", is_flag=True,
+                     help="Chrono initialization of LSTM/GRU gate biases, T_max = sequence steps."),
+        opt("--norm", type=click.Choice(NORMS), default="none", show_default=True,
+            help=f"Normalization inside the cell (hand only): layer or recurrent batch norm{many}."),
+        click.option("--residual", is_flag=True,
+                     help="Residual connections between stacked layers (needs --layers >= 2)."),
+    ])
+
+
+def device_options(fn):
+    return _stack([
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                     help="auto picks CUDA when present."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="Torch CPU threads [default: torch's choice]."),
+    ])(fn)

@@ -1,0 +1,176 @@
+"""Gradient-vs-lag records: probes turned into long-format rows, at initialization or in training.
+
+One row per (probe, layer, lag), with the curve's summary (decay factor, horizon) repeated on each
+of its rows so that any subset of the table stays self-describing. ``seqbench grads`` appends
+to ``results/grads.csv``; ``seqbench run --probe-every N`` writes ``<run dir>/grads.csv``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from seqbench import seeding
+from seqbench.cells import CellConfig, options_label
+from seqbench.model import SequenceModel, build_model
+from seqbench.probe import LagCurve, decay_factor, probe
+from seqbench.provenance import environment
+from seqbench.results import CELL_COLUMNS, append_rows
+from seqbench.tasks import Batch, Task, make_task
+
+GRADS_COLUMNS = [
+    "probe_id", "run_id", "task", "variant", "seq_len", "total_steps", "query_step",
+    *CELL_COLUMNS, "seed", "step", "probe_batch",
+    "layer", "lag", "grad_norm", "grad_norm_median", "cell_grad_norm", "cell_grad_norm_median",
+    "underflow", "decay_factor", "horizon", "cell_decay_factor",
+    "device", "torch_version", "seqbench_version", "git_commit",
+]
+
+
+@dataclass
+class ProbeSetup:
+    """What a probe measures: the task at one lag, the cell, the seed and a fixed probe batch."""
+
+    task: Task
+    seq_len: int
+    cell: CellConfig
+    seed: int
+    batch: Batch
+
+    @classmethod
+    def create(cls, task: Task, seq_len: int, cell: CellConfig, seed: int, batch_size: int,
+               device: torch.device) -> ProbeSetup:
+        # the "probe" stream: the same sequences for every probe of this seed, never training data
+        batch = task.sample(seq_len, batch_size, seeding.generator(seed, "probe")).to(device)
+        return cls(task, seq_len, cell, seed, batch)
+
+    def measure(self, model: SequenceModel) -> list[LagCurve]:
+        return probe(model, self.task, self.batch, self.seq_len)
+
+    def rows(self, curves: list[LagCurve], step: int, probe_id: str, run_id: str = "") -> list[dict]:
+        device = self.batch.inputs.device
+        env = environment(device, torch.get_num_threads())
+        common = {
+            "probe_id": probe_id,
+            "run_id": run_id,
+            "task": self.task.name,
+            "variant": self.task.variant,
+            "seq_len": self.seq_len,
+            "total_steps": self.task.total_steps(self.seq_len),
+            "query_step": self.task.query_step(self.seq_len),
+            **self.cell.to_dict(),
+            "seed": self.seed,
+            "step": step,
+            "probe_batch": self.batch.inputs.shape[1],
+            **{k: env[k] for k in ("device", "torch_version", "seqbench_version", "git_commit")},
+        }
+        rows = []
+        for curve in curves:
+            horizon = curve.horizon()
+            summary = {
+                "layer": curve.layer,
+                "decay_factor": curve.decay_factor(),
+                "horizon": "" if horizon is None else horizon,
+                "cell_decay_factor": (decay_factor(curve.lags, curve.cell_grad_norm)
+                                      if curve.cell_grad_norm is not None else None),
+            }
+            for i, lag in enumerate(curve.lags):
+                norm = float(curve.grad_norm[i])
+                rows.append({
+                    **common, **summary,
+                    "lag": int(lag),
+                    "grad_norm": norm,
+                    "grad_norm_median": float(curve.grad_norm_median[i]),
+                    "cell_grad_norm": (float(curve.cell_grad_norm[i])
+                                       if curve.cell_grad_norm is not None else None),
+                    "cell_grad_norm_median": (float(curve.cell_grad_norm_median[i])
+                                              if curve.cell_grad_norm_median is not None else None),
+                    "underflow": norm == 0.0,
+                })
+        return rows
+
+
+def init_probe_id(task: Task, seq_len: int, cell: CellConfig, seed: int, batch_size: int) -> str:
+    """A stable id for a probe at initialization: the same inputs give the same id."""
+    key = json.dumps([task.name, task.variant, seq_len, cell.to_dict(), seed, batch_size],
+                     sort_keys=True)
+    return "init-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def measure_at_init(task_name: str, variant: str | None, seq_len: int, cell: CellConfig, seed: int,
+                    batch_size: int = 64, device: torch.device | str = "cpu") -> list[dict]:
+    """Rows of the gradient-vs-lag curves of a freshly initialized model (the weights a run with
+    this seed starts from)."""
+    device = torch.device(device)
+    task = make_task(task_name, variant)
+    task.check_seq_len(seq_len)
+    cell = cell.validate()
+    model = build_model(task, cell, seeding.derive_seed(seed, "init"), seq_len).to(device)
+    setup = ProbeSetup.create(task, seq_len, cell, seed, batch_size, device)
+    probe_id = init_probe_id(task, seq_len, cell, seed, batch_size)
+    return setup.rows(setup.measure(model), step=0, probe_id=probe_id)
+
+
+class TrainingProbe:
+    """Probes a training run at chosen steps into ``<run dir>/grads.csv``."""
+
+    def __init__(self, setup: ProbeSetup, path: Path, run_id: str):
+        self.setup = setup
+        self.path = path
+        self.run_id = run_id
+
+    def __call__(self, step: int, model: SequenceModel) -> None:
+        rows = self.setup.rows(self.setup.measure(model), step, f"{self.run_id}@{step}", self.run_id)
+        append_rows(self.path, rows, GRADS_COLUMNS)
+
+
+def cell_grid(cells, impls, hidden=128, layers=1, nonlinearities=(), inits=("default",),
+              init_gains=(1.0,), forget_biases=(), chrono=False, norms=("none",),
+              residual=False) -> list[CellConfig]:
+    """The cross product of the given options, each applied only to the cells it concerns:
+    nonlinearities to rnn, forget biases to lstm, chrono to lstm and gru. Every config is
+    validated (an option an implementation cannot express is a ConfigError)."""
+    configs = []
+    for cell in cells:
+        nls = (nonlinearities or ("tanh",)) if cell == "rnn" else ("tanh",)
+        fbs = (forget_biases or (None,)) if cell == "lstm" else (None,)
+        for impl, nl, init, gain, fb, norm in itertools.product(impls, nls, inits, init_gains, fbs,
+                                                                  norms):
+            configs.append(CellConfig(
+                cell=cell, impl=impl, hidden=hidden, layers=layers, nonlinearity=nl, init=init,
+                init_gain=gain, forget_bias=fb, chrono=chrono and cell != "rnn", norm=norm,
+                residual=residual,
+            ).validate())
+    return list(dict.fromkeys(configs))  # drop duplicates, keep order
+
+
+SUMMARY_LAGS = (10, 25, 50, 100, 250, 500, 1000)
+
+
+def summarize(rows: pd.DataFrame, top_layer_only: bool = True) -> pd.DataFrame:
+    """One line per (task, T, cell, impl, options, step): the mean over seeds of the decay factor,
+    the horizon, and the norm at a few lags relative to lag 0."""
+    df = rows.copy()
+    if top_layer_only:
+        df = df[df["layer"] == df["layers"] - 1]
+    df["options"] = [options_label(r) for r in df.to_dict("records")]
+    keys = ["task", "seq_len", "cell", "impl", "options", "step"]
+    lag0 = df[df["lag"] == 0].set_index(["probe_id", "layer"])["grad_norm"]
+    df["ratio"] = df["grad_norm"].to_numpy() / lag0.reindex(
+        pd.MultiIndex.from_arrays([df["probe_id"], df["layer"]])).to_numpy()
+    out = df.groupby(keys, sort=False).agg(
+        seeds=("seed", "nunique"),
+        decay_factor=("decay_factor", "mean"),
+        horizon=("horizon", lambda h: pd.to_numeric(h, errors="coerce").mean()),
+    )
+    max_lag = int(df["lag"].max()) if len(df) else 0
+    for lag in [k for k in SUMMARY_LAGS if k <= max_lag] + [max_lag]:
+        at = df[df["lag"] == lag].groupby(keys, sort=False)["ratio"].mean()
+        out[f"ratio_lag{lag}"] = at
+    return out.reset_index()

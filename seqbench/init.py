@@ -1,0 +1,70 @@
+"""Initialization schemes for recurrent stacks: the remedies that act on the starting weights.
+
+Applied after PyTorch's default initialization, identically to the built-in and the hand-written
+modules (same parameter names, same order of random draws), so that the two implementations still
+start from identical weights. Sources: shared/REFERENCES.md section 4.
+
+- ``init`` sets every recurrent weight matrix W_hh, gate block by gate block (each H x H block
+  of the stacked (G*H, H) matrix is initialized on its own):
+  ``default`` (PyTorch: uniform in +-1/sqrt(H)), ``xavier`` (Glorot & Bengio 2010, uniform),
+  ``he`` (He et al. 2015, normal with std sqrt(2/H)), ``orthogonal`` (Saxe et al. 2013),
+  ``identity`` (Le et al. 2015, IRNN: W_hh = I and both recurrent biases zero).
+  ``init_gain`` then multiplies W_hh: an orthogonal matrix times g has every singular value g.
+- ``forget_bias`` (LSTM; Gers et al. 2000, Jozefowicz et al. 2015): the forget-gate slice of
+  bias_ih is set to B and that of bias_hh to 0, so the gate's effective bias is B.
+- ``chrono`` (Tallec & Ollivier 2018): gate biases drawn from the longest expected lag T_max.
+  LSTM: b_f = log(u), b_i = -b_f, u ~ U[1, T_max - 1]. GRU (PyTorch's h' = (1-z) n + z h, so
+  z keeps the old state): b_z = log(u). Set in bias_ih, with the bias_hh slice at 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seqbench.cells import GATES
+from seqbench.choices import INITS  # noqa: F401  (re-exported)
+
+
+def _init_block(block: torch.Tensor, scheme: str) -> None:
+    """Initialize one H x H recurrent block in place (``default`` leaves it as it is)."""
+    if scheme == "xavier":
+        nn.init.xavier_uniform_(block)
+    elif scheme == "he":
+        nn.init.kaiming_normal_(block, nonlinearity="relu")  # std sqrt(2 / fan_in)
+    elif scheme == "orthogonal":
+        nn.init.orthogonal_(block)
+    elif scheme == "identity":
+        block.copy_(torch.eye(*block.shape))
+
+
+@torch.no_grad()
+def apply_init(rnn: nn.Module, mode: str, num_layers: int, hidden: int, init: str = "default",
+               gain: float = 1.0, forget_bias: float | None = None, chrono_tmax: int = 0) -> None:
+    """Apply the schemes above to a built-in or hand-written stack (nn.LSTM parameter names)."""
+    H = hidden
+    for layer in range(num_layers):
+        w_hh = getattr(rnn, f"weight_hh_l{layer}")
+        b_ih = getattr(rnn, f"bias_ih_l{layer}", None)
+        b_hh = getattr(rnn, f"bias_hh_l{layer}", None)
+        for g in range(GATES[mode]):
+            _init_block(w_hh[g * H : (g + 1) * H], init)
+        if gain != 1.0:
+            w_hh.mul_(gain)
+        if init == "identity" and b_ih is not None:
+            b_ih.zero_()
+            b_hh.zero_()
+        if mode == "lstm" and forget_bias is not None and b_ih is not None:
+            b_ih[H : 2 * H] = forget_bias  # gates i, f, g, o
+            b_hh[H : 2 * H] = 0.0
+        if chrono_tmax and b_ih is not None:
+            u = torch.empty(H).uniform_(1.0, max(chrono_tmax - 1.0, 1.0 + 1e-6))
+            log_u = torch.log(u).to(b_ih)
+            if mode == "lstm":
+                b_ih[H : 2 * H] = log_u  # forget gate
+                b_ih[0:H] = -log_u  # input gate
+                b_hh[0 : 2 * H] = 0.0
+            elif mode == "gru":
+                b_ih[H : 2 * H] = log_u  # update gate z (gates r, z, n)
+                b_hh[H : 2 * H] = 0.0
+

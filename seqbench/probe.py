@@ -1,0 +1,231 @@
+"""Gradient norm against time lag: ||dL/dh_t|| for every lag k = t* - t.
+
+The loss L is the task's loss at its query step t* alone (adding: the last step; delayed recall:
+the cue; copy: the first recall step), summed over the probe batch so that each sequence's
+gradient is its own (not divided by the batch size). For every lag k = 0 .. t* we report the batch
+mean and median of the per-sequence norms ||dL/dh_{t*-k}|| (and ||dL/dc_{t*-k}|| for LSTM), for
+every layer. This is the quantity Arjovsky et al. (2016, fig. 4) plotted; see shared/REFERENCES.md
+section 3.
+
+How it is measured:
+
+- ``hand`` cells: zero "probe" tensors P (t*+1, B, H) are added to the hidden (and cell) states of
+  every layer, h_t = cell(...) + P[t]; one backward pass gives dL/dP[t] = dL/dh_t for every t.
+- ``builtin`` cells (fused cuDNN / oneDNN kernels expose only the gradient of the *initial* state):
+  each layer is run chunk by chunk through the same fused kernel, split after each measured step
+  t = t* - k; a zero probe is added to the state handed to the next chunk and to that step's output
+  (the same value h_t, used twice), so its gradient is the total dL/dh_t, exactly. Lags are a
+  log-spaced set (``builtin_lags``) so that the chunks stay few and the kernel stays fast.
+
+Summaries per curve: the decay factor per step is exp(slope) of a least-squares line through
+log(norm) against lag, over the lags whose norm is a normal float32 well above underflow
+(``FIT_FLOOR``); norms that underflowed to exactly 0 are kept in the data as 0 (flagged
+``underflow``) and never fitted. The gradient horizon is the smallest lag whose norm falls below
+1e-6 of the lag-0 norm (empty when it never does within the sequence).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from seqbench.cells import HandRNN, builtin_layers
+from seqbench.model import SequenceModel
+from seqbench.tasks import Batch, Task
+
+#: norms at or below this are not fitted: 1e3 x the smallest normal float32 (1.18e-38), so that
+#: denormals (which lose precision) and exact zeros (underflow) stay out of the decay fit.
+FIT_FLOOR = 1e3 * float(np.finfo(np.float32).tiny)
+#: the gradient horizon is the first lag whose norm is below this fraction of the lag-0 norm
+HORIZON_FRACTION = 1e-6
+
+
+@dataclass
+class LagCurve:
+    """Per-lag gradient statistics of one layer (arrays aligned with ``lags``)."""
+
+    layer: int
+    lags: np.ndarray  # (K,) int, increasing, starts at 0
+    grad_norm: np.ndarray  # (K,) batch mean of ||dL/dh_{t*-k}||
+    grad_norm_median: np.ndarray  # (K,)
+    cell_grad_norm: np.ndarray | None = None  # (K,) LSTM: batch mean of ||dL/dc_{t*-k}||
+    cell_grad_norm_median: np.ndarray | None = None
+
+    def decay_factor(self) -> float:
+        return decay_factor(self.lags, self.grad_norm)
+
+    def horizon(self) -> int | None:
+        return gradient_horizon(self.lags, self.grad_norm)
+
+
+def decay_factor(lags: np.ndarray, norms: np.ndarray) -> float:
+    """exp(slope) of log(norm) against lag, fitted where norm > FIT_FLOOR; NaN if < 2 points."""
+    lags = np.asarray(lags, dtype=np.float64)
+    norms = np.asarray(norms, dtype=np.float64)
+    ok = np.isfinite(norms) & (norms > FIT_FLOOR)
+    if ok.sum() < 2 or np.ptp(lags[ok]) == 0:
+        return float("nan")
+    slope = np.polyfit(lags[ok], np.log(norms[ok]), 1)[0]
+    return float(math.exp(slope))
+
+
+def gradient_horizon(lags: np.ndarray, norms: np.ndarray) -> int | None:
+    """Smallest lag whose norm is below HORIZON_FRACTION x the lag-0 norm; None if none is."""
+    lags = np.asarray(lags)
+    norms = np.asarray(norms, dtype=np.float64)
+    if len(norms) == 0 or lags[0] != 0 or not norms[0] > 0:
+        return None
+    below = np.nonzero(norms < HORIZON_FRACTION * norms[0])[0]
+    return int(lags[below[0]]) if len(below) else None
+
+
+def builtin_lags(query_step: int, n: int = 32) -> np.ndarray:
+    """About ``n`` log-spaced lags in [0, query_step], always including 0, 1 and query_step."""
+    if query_step <= n:
+        return np.arange(query_step + 1)
+    inner = np.unique(np.round(np.geomspace(1, query_step, n - 1)).astype(int))
+    return np.concatenate([[0], inner])
+
+
+def _per_sequence_norms(grad: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """grad: (K, B, H) -> batch mean and median of the per-sequence norms, each (K,)."""
+    norms = torch.linalg.vector_norm(grad.double(), dim=-1)  # (K, B)
+    return norms.mean(1).cpu().numpy(), norms.median(1).values.cpu().numpy()
+
+
+def _query_loss(model: SequenceModel, task: Task, batch: Batch, seq_len: int, h_query: Tensor) -> Tensor:
+    """The task's loss at t* from the top layer's h_{t*} (B, H), summed over the batch."""
+    t_query = task.query_step(seq_len)
+    r = t_query - task.readout_steps(seq_len).start
+    logits = model.readout(h_query).unsqueeze(0)  # (1, B, out)
+    return task.loss(logits, batch.targets[r : r + 1]) * h_query.shape[0]
+
+
+def _curves(layer_grads: list[dict[str, Tensor]], lags: np.ndarray, lstm: bool) -> list[LagCurve]:
+    curves = []
+    for layer, grads in enumerate(layer_grads):
+        mean, median = _per_sequence_norms(grads["h"])
+        curve = LagCurve(layer, lags, mean, median)
+        if lstm:
+            curve.cell_grad_norm, curve.cell_grad_norm_median = _per_sequence_norms(grads["c"])
+        curves.append(curve)
+    return curves
+
+
+def probe_hand(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> list[LagCurve]:
+    """Every lag 0..t* from one backward pass through probe tensors added to the states."""
+    rnn = model.rnn
+    assert isinstance(rnn, HandRNN)
+    t_query = task.query_step(seq_len)
+    x = batch.inputs[: t_query + 1]  # steps after t* cannot change the loss at t*
+    S, B, _ = x.shape
+    keys = ("h", "c") if rnn.mode == "lstm" else ("h",)
+    probes = [
+        {k: torch.zeros(S, B, rnn.hidden_size, device=x.device, dtype=x.dtype, requires_grad=True)
+         for k in keys}
+        for _ in range(rnn.num_layers)
+    ]
+    h_top = model.hidden_states(x, probes=probes)
+    loss = _query_loss(model, task, batch, seq_len, h_top[t_query])
+    flat = [p[k] for p in probes for k in keys]
+    grads = torch.autograd.grad(loss, flat)
+    lags = np.arange(t_query + 1)
+    # probe index t holds dL/dh_t; lag k = t* - k, so reverse the time axis
+    layer_grads = [
+        {k: grads[i * len(keys) + j].flip(0) for j, k in enumerate(keys)}
+        for i in range(rnn.num_layers)
+    ]
+    return _curves(layer_grads, lags, rnn.mode == "lstm")
+
+
+@torch.no_grad()
+def _lstm_dh_dc(params: dict[str, Tensor], x_t: Tensor, h_prev: Tensor, c_t: Tensor) -> Tensor:
+    """o_t * (1 - tanh(c_t)^2): the local derivative of h_t = o_t tanh(c_t) with respect to c_t,
+    with the output gate recomputed from the step's input and previous state (gates i, f, g, o)."""
+    H = c_t.shape[-1]
+    w_ih, w_hh = params["weight_ih_l0"][3 * H :], params["weight_hh_l0"][3 * H :]
+    pre = x_t @ w_ih.t() + h_prev @ w_hh.t()
+    if "bias_ih_l0" in params:
+        pre = pre + params["bias_ih_l0"][3 * H :] + params["bias_hh_l0"][3 * H :]
+    return torch.sigmoid(pre) * (1 - torch.tanh(c_t) ** 2)
+
+
+def probe_builtin(model: SequenceModel, task: Task, batch: Batch, seq_len: int,
+                  lags: np.ndarray | None = None) -> list[LagCurve]:
+    """Exact dL/dh_t at the given lags through the fused built-in kernel, chunk by chunk."""
+    rnn = model.rnn
+    assert isinstance(rnn, nn.RNNBase)
+    lstm = rnn.mode == "LSTM"
+    t_query = task.query_step(seq_len)
+    lags = builtin_lags(t_query) if lags is None else np.unique(np.asarray(lags))
+    if lags[0] != 0 or lags[-1] > t_query:
+        raise ValueError(f"lags must start at 0 and end at most at t* = {t_query}")
+    x = batch.inputs[: t_query + 1]
+    B, H = x.shape[1], rnn.hidden_size
+    residual = model.cell_config.residual
+    ends = sorted(t_query - int(k) for k in lags)  # each chunk ends at a measured step
+    keys = ("h", "c") if lstm else ("h",)
+    probes = [
+        {k: torch.zeros(len(ends), B, H, device=x.device, dtype=x.dtype, requires_grad=True)
+         for k in keys}
+        for _ in range(rnn.num_layers)
+    ]
+    local = []  # LSTM: dh_t/dc_t = o_t * (1 - tanh(c_t)^2) at each measured step, per layer
+    layer_input = x
+    for layer, (module, params) in enumerate(builtin_layers(rnn)):
+        zeros = x.new_zeros(1, B, H)
+        state = (zeros, zeros) if lstm else zeros
+        outputs, start, dh_dc = [], 0, []
+        for i, end in enumerate(ends):
+            h_before = state[0] if lstm else state
+            y, state = functional_call(module, params, (layer_input[start : end + 1], state))
+            p = probes[layer]
+            # h_t = h_t + P: the same probe on the output at t and on the state carried to t+1
+            if lstm:
+                h_prev = y[-2] if len(y) > 1 else h_before[0]
+                dh_dc.append(_lstm_dh_dc(params, layer_input[end], h_prev, state[1][0]))
+                state = (state[0] + p["h"][i], state[1] + p["c"][i])
+            else:
+                state = state + p["h"][i]
+            outputs += [y[:-1], y[-1:] + p["h"][i]]
+            start = end + 1
+        out = torch.cat(outputs)
+        layer_input = out + layer_input if residual and layer > 0 else out
+        if lstm:
+            local.append(torch.stack(dh_dc))
+    loss = _query_loss(model, task, batch, seq_len, layer_input[t_query])
+    flat = [p[k] for p in probes for k in keys]
+    grads = torch.autograd.grad(loss, flat)
+    layer_grads = [{k: grads[i * len(keys) + j] for j, k in enumerate(keys)}
+                   for i in range(rnn.num_layers)]
+    for layer, g in enumerate(layer_grads):
+        if lstm:
+            # The c probe sits after the kernel has used c_t for h_t, so it sees only the path
+            # c_t -> c_{t+1}; add the path c_t -> h_t: dL/dh_t * o_t * (1 - tanh(c_t)^2).
+            g["c"] = g["c"] + g["h"] * local[layer]
+        # chunk i ends at step ends[i] = t* - lag; reverse so that lags increase
+        for k in keys:
+            g[k] = g[k].flip(0)
+    return _curves(layer_grads, np.asarray(sorted(lags)), lstm)
+
+
+def probe(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> list[LagCurve]:
+    """Gradient norm against lag for every layer, by the method the implementation allows.
+
+    The model's parameters, their ``.grad`` and its buffers are left as they were, so probing
+    during training does not change the run.
+    """
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    try:
+        if isinstance(model.rnn, HandRNN):
+            return probe_hand(model, task, batch, seq_len)
+        return probe_builtin(model, task, batch, seq_len)
+    finally:
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
