@@ -19,7 +19,7 @@ import torch
 from seqbench import seeding
 from seqbench.cells import CellConfig, options_label
 from seqbench.model import SequenceModel, build_model
-from seqbench.probe import LagCurve, decay_factor, probe
+from seqbench.probe import UNDERFLOW, LagCurve, decay_factor, probe
 from seqbench.provenance import environment
 from seqbench.results import CELL_COLUMNS, append_rows
 from seqbench.tasks import Batch, Task, make_task
@@ -91,7 +91,7 @@ class ProbeSetup:
                                        if curve.cell_grad_norm is not None else None),
                     "cell_grad_norm_median": (float(curve.cell_grad_norm_median[i])
                                               if curve.cell_grad_norm_median is not None else None),
-                    "underflow": norm == 0.0,
+                    "underflow": norm < UNDERFLOW,
                 })
         return rows
 

@@ -19,9 +19,10 @@ How it is measured:
 
 Summaries per curve: the decay factor per step is exp(slope) of a least-squares line through
 log(norm) against lag, over the lags whose norm is a normal float32 well above underflow
-(``FIT_FLOOR``); norms that underflowed to exactly 0 are kept in the data as 0 (flagged
-``underflow``) and never fitted. The gradient horizon is the smallest lag whose norm falls below
-1e-6 of the lag-0 norm (empty when it never does within the sequence).
+(``FIT_FLOOR``); norms that underflowed (below the smallest normal float32, ``UNDERFLOW``: exact
+zeros and denormals) are kept in the data as they are, flagged ``underflow``, and never fitted.
+The gradient horizon is the smallest lag whose norm falls below 1e-6 of the lag-0 norm (empty
+when it never does within the sequence).
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ from seqbench.cells import HandRNN, builtin_layers
 from seqbench.model import SequenceModel
 from seqbench.tasks import Batch, Task
 
+#: the smallest normal float32: a norm below it has underflowed (to 0, or to a denormal that has
+#: lost its precision) and is reported as underflow, never as a value
+UNDERFLOW = float(np.finfo(np.float32).tiny)
 #: norms at or below this are not fitted: 1e3 x the smallest normal float32 (1.18e-38), so that
 #: denormals (which lose precision) and exact zeros (underflow) stay out of the decay fit.
-FIT_FLOOR = 1e3 * float(np.finfo(np.float32).tiny)
+FIT_FLOOR = 1e3 * UNDERFLOW
 #: the gradient horizon is the first lag whose norm is below this fraction of the lag-0 norm
 HORIZON_FRACTION = 1e-6
 

@@ -52,7 +52,7 @@ class ResultsFileError(ConfigError):
 @contextlib.contextmanager
 def locked(path: Path):
     """Exclusive lock for ``path`` held on a sibling lock file (survives ``path`` being replaced)."""
-    lock_path = path.with_name(path.name + ".lock")
+    lock_path = path.with_name(f".{path.name}.lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -109,6 +109,22 @@ def _upgrade(path: Path, old: list[str], columns: Sequence[str]) -> None:
     os.replace(tmp, path)
 
 
+def _refuse_foreign(path: Path, header: list[str], columns: Sequence[str]) -> None:
+    if header != list(columns) and not set(header) < set(columns):
+        raise ResultsFileError(
+            f"{path} has columns that are not seqbench's "
+            f"(first: {', '.join(header[:4])}...); refusing to append, file untouched"
+        )
+
+
+def check_appendable(path: str | os.PathLike, columns: Sequence[str]) -> None:
+    """Raise the ResultsFileError ``append_rows`` would raise for ``path``, now: a run checks its
+    results file before it trains and writes its folder."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > 0:
+        _refuse_foreign(path, _read_header(path), columns)
+
+
 def append_rows(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[str]) -> None:
     """Append ``rows`` to the CSV at ``path`` (created with a header if missing), atomically."""
     path = Path(path)
@@ -119,11 +135,7 @@ def append_rows(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence
         if exists:
             header = _read_header(path)
             if header != columns:
-                if not set(header) < set(columns):
-                    raise ResultsFileError(
-                        f"{path} has columns that are not seqbench's "
-                        f"(first: {', '.join(header[:4])}...); refusing to append, file untouched"
-                    )
+                _refuse_foreign(path, header, columns)
                 _upgrade(path, header, columns)
         data = _csv_text(rows, columns, header=not exists).encode()
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)

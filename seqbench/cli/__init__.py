@@ -84,3 +84,6 @@ def main(prog_name: str | None = None) -> None:
 # Command families register themselves on ``cli`` when imported.
 from seqbench.cli import run  # noqa: E402, F401
 from seqbench.cli import grads  # noqa: E402, F401
+from seqbench.cli import sweep  # noqa: E402, F401
+from seqbench.cli import plot  # noqa: E402, F401
+from seqbench.cli import leaderboard  # noqa: E402, F401

@@ -1,0 +1,154 @@
+"""``seqbench plot``: figures from results CSVs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from seqbench.choices import CELLS, TASKS
+from seqbench.cli import cli, config_errors
+
+
+@cli.group()
+def plot():
+    """Draw figures from seqbench's CSVs (PNG by default; the -o suffix picks the format)."""
+
+
+def save_figure(fig, out: str) -> None:
+    """Save to ``out`` (format from the suffix), creating its folder; one line on stdout."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    click.echo(f"wrote {path}")
+
+
+@plot.command()
+@click.argument("csv", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", default="results/figures/decay.png", show_default=True,
+              help="Output file; PNG, SVG or PDF by its suffix.")
+@click.option("--task", default=None, help="Select a task when the CSV holds several.")
+@click.option("--seq-len", "-T", type=int, default=None, help="Select a length when it holds several.")
+@click.option("--layer", type=click.IntRange(min=0), default=None,
+              help="Layer to draw [default: the top layer of each model].")
+@click.option("--cell-state", is_flag=True, help="Draw ||dL/dc_t|| (LSTM) instead of ||dL/dh_t||.")
+@click.option("--title", default=None, help="Replace the generated title.")
+@config_errors
+def decay(csv, output, task, seq_len, layer, cell_state, title):
+    """Gradient norm (log scale) against time lag from a grads CSV.
+
+    CSV comes from `seqbench grads` (results/grads.csv) or from a probed run
+    (results/runs/<run id>/grads.csv: one panel per training step).
+
+    \b
+    Example:
+      seqbench plot decay results/grads.csv -o results/figures/decay_adding_T500.png
+    """
+    from seqbench.plots.decay import plot_decay
+    from seqbench.results import read_results
+
+    fig = plot_decay(read_results(csv), task=task, seq_len=seq_len, layer=layer,
+                     cell_state=cell_state, title=title)
+    save_figure(fig, output)
+
+
+# -- run results: solve rate, loss / baseline, learning curves (seqbench.plots.runs) ----------------
+
+
+def _runs_figure_output(output: str | None, runs_csv: str, name: str, task: str | None):
+    from seqbench.plots import output_path
+
+    if output is None:
+        output = Path(runs_csv).parent / "figures" / (f"{name}_{task}.png" if task else f"{name}.png")
+    return output_path(output)
+
+
+@plot.command("solve-rate")
+@click.argument("runs_csv", type=click.Path(dir_okay=False), default="results/runs.csv")
+@click.option("-o", "--output", default=None,
+              help="Output file; the suffix picks the format (PNG without one) "
+                   "[default: figures/solve_rate.png beside RUNS_CSV].")
+@click.option("--task", type=click.Choice(TASKS), default=None, help="Draw this task only.")
+@click.option("--title", default=None, help="A title over the whole figure.")
+@config_errors
+def solve_rate(runs_csv, output, task, title):
+    """Solve rate (fraction of seeds) against the lag T, one colour per cell.
+
+    One panel per task, one line per configuration (cell, implementation, options, arm label).
+    A panel with a single T shows one bar per configuration instead.
+
+    \b
+    Example:
+      seqbench plot solve-rate results/runs.csv -o results/figures/solve_rate.png
+    """
+    from seqbench.plots.runs import solve_rate_figure
+
+    path = _runs_figure_output(output, runs_csv, "solve_rate", task)
+    save_figure(solve_rate_figure(runs_csv, task=task, title=title), path)
+
+
+@plot.command("loss")
+@click.argument("runs_csv", type=click.Path(dir_okay=False), default="results/runs.csv")
+@click.option("-o", "--output", default=None,
+              help="Output file; the suffix picks the format (PNG without one) "
+                   "[default: figures/loss.png beside RUNS_CSV].")
+@click.option("--task", type=click.Choice(TASKS), default=None, help="Draw this task only.")
+@click.option("--title", default=None, help="A title over the whole figure.")
+@config_errors
+def loss(runs_csv, output, task, title):
+    """Final loss / memoryless baseline against the lag T (log scale; bars: standard error).
+
+    \b
+    Example:
+      seqbench plot loss results/runs.csv --task adding -o results/figures/loss_adding.png
+    """
+    from seqbench.plots.runs import loss_figure
+
+    path = _runs_figure_output(output, runs_csv, "loss", task)
+    save_figure(loss_figure(runs_csv, task=task, title=title), path)
+
+
+@plot.command("curves")
+@click.argument("sources", nargs=-1, type=click.Path(exists=True))
+@click.option("-o", "--output", default=None,
+              help="Output file; the suffix picks the format (PNG without one) "
+                   "[default: results/figures/curves.png].")
+@click.option("--task", type=click.Choice(TASKS), default=None, help="Runs of this task (CSV).")
+@click.option("--seq-len", "-T", type=int, default=None, help="Runs of this lag (CSV).")
+@click.option("--cell", type=click.Choice(CELLS), default=None, help="Runs of this cell (CSV).")
+@click.option("--label", default=None, help="Runs of this spec arm (CSV).")
+@click.option("--seed", type=int, default=None, help="Runs of this seed (CSV).")
+@click.option("--metric", type=click.Choice(["loss", "accuracy"]), default="loss",
+              show_default=True, help="loss: held-out loss / baseline; accuracy: held-out accuracy.")
+@click.option("--title", default=None, help="Replace the generated title.")
+@config_errors
+def curves(sources, output, task, seq_len, cell, label, seed, metric, title):
+    """Learning curves of chosen runs: a runs CSV (with filters) or run folders.
+
+    SOURCES: one runs CSV [default: results/runs.csv], whose finished runs matching the filters
+    are drawn, or run folders (results/runs/<run id>).
+
+    \b
+    Examples:
+      seqbench plot curves results/runs.csv --task adding -T 50 -o results/figures/curves.png
+      seqbench plot curves results/runs/adding-T50-lstm-builtin-s0-*
+    """
+    from seqbench.errors import ConfigError
+    from seqbench.plots import output_path
+    from seqbench.plots.runs import curves_figure, run_dirs_from_csv
+
+    sources = [Path(s) for s in sources] or [Path("results/runs.csv")]
+    files = [s for s in sources if not s.is_dir()]
+    if files and (len(sources) > 1):
+        raise ConfigError("give either one runs CSV or run folders, not both")
+    filters = any(v is not None for v in (task, seq_len, cell, label, seed))
+    if files:
+        dirs = run_dirs_from_csv(files[0], task=task, seq_len=seq_len, cell=cell, label=label,
+                                 seed=seed)
+    elif filters:
+        raise ConfigError("--task, --seq-len, --cell, --label and --seed select runs from a runs "
+                          "CSV; with run folders, list the folders you want")
+    else:
+        dirs = sources
+    path = output_path(output if output is not None else "results/figures/curves.png")
+    save_figure(curves_figure(dirs, metric=metric, title=title), path)

@@ -1,0 +1,76 @@
+"""Figures drawn with seaborn: gradient decay against lag (decay.py) and run results (runs.py).
+
+Shared conventions, helped by the functions below: a cell keeps its colour in every figure
+(``seqbench.style.CELL_COLORS``); several configurations of one cell (options, named arms) are told
+apart by line style and marker; the implementation sets the dashes when it is the only difference.
+Every figure has a title, axis labels with units and a legend. Figures are plain
+``matplotlib.figure.Figure`` objects rendered by the Agg canvas (no GUI backend, no pyplot state);
+the output format comes from the file's suffix, PNG when it has none.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from seqbench.errors import ConfigError
+from seqbench.style import CELL_COLORS, IMPL_DASHES
+
+#: colour for a cell missing from CELL_COLORS
+OTHER_COLOR = "#7f7f7f"
+#: line styles and markers for the 1st, 2nd, ... configuration of the same cell in one panel
+LINESTYLES = ["-", (0, (5, 2)), (0, (1, 1.5)), (0, (5, 2, 1, 2)), (0, (8, 2, 2, 2, 2, 2)),
+              (0, (3, 3)), (0, (1, 3)), (0, (10, 3))]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
+#: formats the Agg canvas writes
+FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
+
+
+def cell_color(cell: str) -> str:
+    return CELL_COLORS.get(str(cell), OTHER_COLOR)
+
+
+def impl_linestyle(impl: str):
+    """IMPL_DASHES as a matplotlib linestyle ('' = solid)."""
+    dashes = IMPL_DASHES.get(str(impl), "")
+    return "-" if not dashes else (0, dashes)
+
+
+def output_path(path: str | os.PathLike) -> Path:
+    """``path`` with ``.png`` added when it has no suffix; an unknown format is a ConfigError."""
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    fmt = path.suffix[1:].lower()
+    if fmt not in FORMATS:
+        raise ConfigError(f"cannot write figures as {path.suffix!r} ({path}); allowed suffixes: "
+                          f"{', '.join('.' + f for f in FORMATS)}")
+    return path
+
+
+def new_figure(panels: int = 1, width: float = 6.4, height: float = 4.6):
+    """A Figure with ``panels`` axes side by side, in seaborn's whitegrid style."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    with sns.axes_style("whitegrid"):
+        fig = Figure(figsize=(width * panels, height), layout="constrained")
+        axes = fig.subplots(1, panels, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def label_axes(ax, title: str, xlabel: str, ylabel: str, legend: bool = True, **legend_kw) -> None:
+    """Title, axis labels (with units) and a legend of the labelled artists."""
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if legend:
+        ax.legend(**{"fontsize": 8, **legend_kw})
+
+
+def save(fig, path: str | os.PathLike, dpi: int = 130) -> Path:
+    """Write ``fig`` to ``path`` (format from its suffix, PNG by default), creating its folder."""
+    path = output_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format=path.suffix[1:].lower())
+    return path
