@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from seqbench.cells import CellConfig, make_recurrent, run_builtin_residual
 from seqbench.init import apply_init
+from seqbench.normcells import NormRNN
 from seqbench.tasks import Task
 
 
@@ -17,10 +18,14 @@ class SequenceModel(nn.Module):
     recurrent stack reads them directly. The readout is applied only at the steps the loss uses.
     """
 
-    def __init__(self, input_size: int, output_size: int, cell: CellConfig):
+    def __init__(self, input_size: int, output_size: int, cell: CellConfig, max_steps: int = 1):
         super().__init__()
         self.cell_config = cell
-        self.rnn = make_recurrent(cell, input_size)
+        if cell.norm != "none":  # per-step batch-norm statistics are kept for max_steps steps
+            self.rnn = NormRNN(cell.cell, input_size, cell.hidden, cell.layers, cell.nonlinearity,
+                               norm=cell.norm, max_steps=max_steps, residual=cell.residual)
+        else:
+            self.rnn = make_recurrent(cell, input_size)
         self.readout = nn.Linear(cell.hidden, output_size)
 
     def hidden_states(self, x: Tensor, probes=None) -> Tensor:
@@ -42,16 +47,18 @@ def build_model(task: Task, cell: CellConfig, init_seed: int, seq_len: int | Non
     identical weights whatever the device or the global RNG state.
 
     ``seq_len`` (the task's lag T) is needed by chrono initialization, whose T_max is the total
-    number of steps of the sequence: the longest dependency it can hold.
+    number of steps of the sequence (the longest dependency it can hold), and by recurrent batch
+    normalization, which keeps statistics for each of those steps.
     """
-    if cell.chrono and seq_len is None:
-        raise ValueError("chrono initialization needs the sequence length")
+    if (cell.chrono or cell.norm == "batch") and seq_len is None:
+        raise ValueError("chrono initialization and batch norm need the sequence length")
+    max_steps = task.total_steps(seq_len) if seq_len is not None else 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
-        model = SequenceModel(task.input_size, task.output_size, cell)
+        model = SequenceModel(task.input_size, task.output_size, cell, max_steps)
         apply_init(model.rnn, cell.cell, cell.layers, cell.hidden, init=cell.init,
                    gain=cell.init_gain, forget_bias=cell.forget_bias,
-                   chrono_tmax=task.total_steps(seq_len) if cell.chrono else 0)
+                   chrono_tmax=max_steps if cell.chrono else 0)
     return model
 
 
