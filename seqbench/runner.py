@@ -6,13 +6,17 @@ Layout of ``out`` (default ``results/``)::
     results/runs/<run_id>/config.json
     results/runs/<run_id>/curve.csv  step, train_loss, eval_loss, accuracy, grad_norm, elapsed_s
     results/runs/<run_id>/grads.csv  gradient norm against lag (with probe_every > 0)
+    results/runs/<run_id>/checkpoint.pt  model, optimizer, RNG and curve (with checkpoint_every)
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -21,15 +25,16 @@ from pathlib import Path
 import torch
 
 from seqbench.config import RunConfig
-from seqbench.grads import ProbeSetup, TrainingProbe
+from seqbench.errors import ConfigError
+from seqbench.grads import GRADS_COLUMNS, ProbeSetup, TrainingProbe
 from seqbench.model import count_parameters
 from seqbench.progress import ProgressLine, format_duration
 from seqbench.provenance import environment, kernel, resolve_device
-from seqbench.results import RUN_COLUMNS, append_rows
-from seqbench.tasks import make_task
-from seqbench.train import CurvePoint, TrainResult, train
+from seqbench.results import RUN_COLUMNS, append_rows, check_appendable
+from seqbench.train import CurvePoint, Trainer, TrainResult
 
 CURVE_COLUMNS = [f for f in CurvePoint.__dataclass_fields__]
+CHECKPOINT = "checkpoint.pt"
 
 
 def _new_run_dir(root: Path, cfg: RunConfig) -> Path:
@@ -60,6 +65,8 @@ def summary_line(cfg: RunConfig, result: TrainResult, baseline: float) -> str:
     took = format_duration(result.wall_seconds)
     if result.status == "diverged":
         return f"{head}: diverged at step {result.steps_taken} (loss not finite), {took}"
+    if result.status == "interrupted":
+        return f"{head}: interrupted at step {result.steps_taken}, {took}"
     loss_name = "MSE" if cfg.task == "adding" else "loss"
     loss = result.final.loss
     metric = f"{loss_name} {loss:.4g} ({100 * loss / baseline:.1f}% of baseline)"
@@ -72,30 +79,149 @@ def summary_line(cfg: RunConfig, result: TrainResult, baseline: float) -> str:
     return f"{head}: {outcome}, {metric}, {took}"
 
 
+class RunInterrupted(Exception):
+    """Raised by ``execute_run(handle_signals=True)`` after an interrupted run was recorded."""
+
+    def __init__(self, signum: int, row: dict, summary: str):
+        super().__init__(summary)
+        self.signum, self.row, self.summary = signum, row, summary
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
+
+
+@contextlib.contextmanager
+def _stop_on_signals(enabled: bool):
+    """While active, SIGINT and SIGTERM ask the run to stop at the next step boundary (a second
+    SIGINT aborts at once). Yields a dict whose "signum" is set when a signal came."""
+    state: dict = {"signum": None}
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, _frame):
+        if state["signum"] is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        state["signum"] = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield state
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def save_checkpoint(run_dir: Path, state: dict) -> None:
+    """Write ``checkpoint.pt`` atomically: a temporary file, fsync, then rename."""
+    tmp = run_dir / f".checkpoint.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, run_dir / CHECKPOINT)
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    """Load ``checkpoint.pt`` with ``weights_only=True``: a checkpoint file cannot run code."""
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint in {run_dir} (run with --checkpoint-every N to make one)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool = False,
-                progress_stream=None) -> tuple[dict, str]:
+                progress_stream=None, checkpoint_every: int = 0,
+                handle_signals: bool = False) -> tuple[dict, str]:
     """Train one run as ``cfg`` says; write its folder and its runs.csv row.
 
-    Returns the row (a dict over RUN_COLUMNS) and the one-line summary.
+    Returns the row (a dict over RUN_COLUMNS) and the one-line summary. With
+    ``checkpoint_every`` > 0 the run saves ``checkpoint.pt`` every that many steps (and when
+    interrupted), so that ``resume_run`` can continue it. With ``handle_signals``, SIGINT and
+    SIGTERM stop the run at the next step boundary: its row is written with status
+    ``interrupted`` and the metrics so far, a checkpoint is saved, and RunInterrupted is raised.
     """
     cfg = cfg.validate()
     device = resolve_device(cfg.device)
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    task = make_task(cfg.task, cfg.variant)
-    baseline = task.baseline_loss(cfg.seq_len)
     out = Path(out)
+    check_appendable(out / "runs.csv", RUN_COLUMNS)  # a foreign runs.csv fails before any work
     run_dir = _new_run_dir(out / "runs", cfg)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     _write_json(run_dir / "config.json", {"run_id": run_dir.name, "config_id": cfg.config_id(),
-                                          "started_at": started_at, **cfg.to_dict()})
+                                          "started_at": started_at,
+                                          "checkpoint_every": checkpoint_every, **cfg.to_dict()})
+    with open(run_dir / "curve.csv", "w", newline="") as f:
+        csv.DictWriter(f, CURVE_COLUMNS, lineterminator="\n").writeheader()
+    trainer = Trainer(cfg, device)
+    return _drive(trainer, run_dir, out, started_at, quiet, progress_stream, checkpoint_every,
+                  handle_signals)
 
-    curve_file = open(run_dir / "curve.csv", "w", newline="")
-    curve_writer = csv.DictWriter(curve_file, CURVE_COLUMNS, lineterminator="\n")
-    curve_writer.writeheader()
+
+def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=None,
+               handle_signals: bool = False, device: str | None = None,
+               threads: int | None = None) -> tuple[dict, str]:
+    """Continue an interrupted run from its ``checkpoint.pt``; on CPU the result is
+    bit-identical to an uninterrupted run. Its learning curve and gradient rows are cut back to
+    the checkpoint, then grow again; a new row is appended to runs.csv."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no config.json)")
+    saved = json.loads(config_path.read_text())
+    meta = {k: saved.pop(k) for k in ("run_id", "config_id", "started_at", "checkpoint_every")
+            if k in saved}
+    overrides = {k: v for k, v in {"device": device, "threads": threads}.items() if v is not None}
+    cfg = RunConfig.from_dict({**saved, **overrides}).validate()
+    state = load_checkpoint(run_dir)
+    out = run_dir.parent.parent
+    check_appendable(out / "runs.csv", RUN_COLUMNS)
+    runs_csv = out / "runs.csv"
+    if runs_csv.is_file():
+        done = [r["status"] for r in _read_dict_rows(runs_csv)
+                if r.get("run_id") == run_dir.name and r.get("status") != "interrupted"]
+        if done:
+            raise ConfigError(f"run {run_dir.name} already finished (status {done[-1]}); "
+                              "nothing to resume")
+    trainer = Trainer(cfg, resolve_device(cfg.device))
+    trainer.load_state_dict(state)
+    step = trainer.step
+    _rewrite_csv(run_dir / "curve.csv", CURVE_COLUMNS, [asdict(p) for p in trainer.curve])
+    grads_path = run_dir / "grads.csv"
+    if grads_path.is_file():  # probes at or after the checkpoint's step are taken again
+        kept = [r for r in _read_dict_rows(grads_path) if int(r["step"]) < step]
+        _rewrite_csv(grads_path, GRADS_COLUMNS, kept)
+    return _drive(trainer, run_dir, out, meta.get("started_at", ""), quiet, progress_stream,
+                  int(meta.get("checkpoint_every", 0)), handle_signals)
+
+
+def _read_dict_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _rewrite_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: bool,
+           progress_stream, checkpoint_every: int, handle_signals: bool) -> tuple[dict, str]:
+    """Train with the run folder's callbacks (curve, probe, checkpoints, progress), then write
+    the runs.csv row."""
+    cfg, task, device = trainer.cfg, trainer.task, trainer.device
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    baseline = task.baseline_loss(cfg.seq_len)
     label = f"{cfg.task} T={cfg.seq_len} {cfg.cell.cell}/{cfg.cell.impl} s{cfg.seed}"
     bar = ProgressLine(cfg.steps, label, stream=progress_stream, enabled=False if quiet else None)
-    state = {"t0": time.perf_counter(), "eval": ""}
+    state = {"t0": time.perf_counter(), "step0": trainer.step, "eval": ""}
+    curve_file = open(run_dir / "curve.csv", "a", newline="")
+    curve_writer = csv.DictWriter(curve_file, CURVE_COLUMNS, lineterminator="\n")
 
     def on_eval(point: CurvePoint) -> None:
         curve_writer.writerow(asdict(point))
@@ -103,20 +229,38 @@ def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool 
         state["eval"] = f"eval {point.eval_loss:.4g} ({point.eval_loss / baseline:.1%} of baseline)"
 
     def on_step(step: int, loss: float) -> None:
-        rate = step / max(time.perf_counter() - state["t0"], 1e-9)
-        bar.update(step, f"loss {loss:.4g} | {state['eval']} | {rate:.1f} steps/s")
+        rate = (step - state["step0"]) / max(time.perf_counter() - state["t0"], 1e-9)
+        bar.update(step, f"loss {loss:.4g} ({loss / baseline:.1%}) | {state['eval']} | "
+                         f"{rate:.1f} steps/s")
 
     probe = None
     if cfg.probe_every > 0:
         setup = ProbeSetup.create(task, cfg.seq_len, cfg.cell, cfg.seed, cfg.batch_size, device)
         probe = TrainingProbe(setup, run_dir / "grads.csv", run_dir.name)
-    try:
-        result = train(cfg, device, on_eval=on_eval, on_step=on_step, probe=probe)
-    finally:
-        bar.close()
-        curve_file.close()
+    with _stop_on_signals(handle_signals) as signals:
+        try:
+            result = trainer.run(
+                on_eval=on_eval, on_step=on_step, probe=probe,
+                stop=lambda: signals["signum"],
+                checkpoint=lambda st: save_checkpoint(run_dir, st),
+                checkpoint_every=checkpoint_every,
+            )
+        finally:
+            bar.close()
+            curve_file.close()
+    row = _row(trainer, result, run_dir, started_at, baseline, device)
+    append_rows(out / "runs.csv", [row], RUN_COLUMNS)
+    summary = summary_line(cfg, result, baseline)
+    if result.status == "interrupted":
+        summary += f"; continue with: seqbench run --resume {run_dir}"
+        raise RunInterrupted(signals["signum"], row, summary)
+    return row, summary
 
-    row = {
+
+def _row(trainer: Trainer, result: TrainResult, run_dir: Path, started_at: str, baseline: float,
+         device: torch.device) -> dict:
+    cfg, task = trainer.cfg, trainer.task
+    return {
         "run_id": run_dir.name,
         "config_id": cfg.config_id(),
         "started_at": started_at,
@@ -153,5 +297,3 @@ def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool 
         "run_dir": str(run_dir),
         "label": cfg.label,
     }
-    append_rows(out / "runs.csv", [row], RUN_COLUMNS)
-    return row, summary_line(cfg, result, baseline)

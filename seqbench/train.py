@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -46,7 +46,7 @@ class TrainResult:
     final: EvalResult
     solved: bool
     solved_step: int | None
-    status: str  # ok | diverged
+    status: str  # ok | diverged | interrupted
     train_seconds: float  # time in training steps only (no evaluation)
     wall_seconds: float
     curve: list[CurvePoint] = field(default_factory=list)
@@ -100,107 +100,186 @@ def clip_gradients(params: list[nn.Parameter], clip: float, mode: str = "norm") 
 
 ProgressFn = Callable[[int, float], None]
 ProbeFn = Callable[[int, SequenceModel], None]
+StopFn = Callable[[], "str | None"]
+CheckpointFn = Callable[[dict], None]
 
 
-def train(
-    cfg: RunConfig,
-    device: torch.device,
-    on_eval: Callable[[CurvePoint], None] | None = None,
-    on_step: ProgressFn | None = None,
-    probe: ProbeFn | None = None,
-) -> TrainResult:
-    """Train one model as ``cfg`` says, on ``device``.
+class Trainer:
+    """The state of one training run, advanced step by step; its ``state_dict`` is a checkpoint.
 
-    on_eval(point) is called after every evaluation; on_step(step, train_loss) after every
-    step; probe(step, model) at step 0, every ``cfg.probe_every`` steps and after the last step
-    (when ``cfg.probe_every`` > 0). The probe must leave the model as it found it; it draws on
-    none of the run's random streams, so the run is the same with and without it.
+    A checkpoint holds the model, the optimizer, the training stream's generator, the step, the
+    curve so far and the running sums, all as tensors and plain values (loadable with
+    ``torch.load(weights_only=True)``); a run resumed from one continues bit-identically on CPU.
     """
-    probe = probe if cfg.probe_every > 0 else None
-    cfg = cfg.validate()
-    task = make_task(cfg.task, cfg.variant)
-    T = cfg.seq_len
-    readout = task.readout_steps(T)
 
-    model = build_model(task, cfg.cell, seeding.derive_seed(cfg.seed, "init"), T).to(device)
-    params = list(model.parameters())
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    train_gen = seeding.generator(cfg.seed, "train")
-    eval_batch = task.sample(T, cfg.eval_size, seeding.generator(cfg.seed, "eval")).to(device)
+    def __init__(self, cfg: RunConfig, device: torch.device):
+        self.cfg = cfg = cfg.validate()
+        self.device = device
+        self.task = make_task(cfg.task, cfg.variant)
+        T = cfg.seq_len
+        self.readout = self.task.readout_steps(T)
+        init_seed = seeding.derive_seed(cfg.seed, "init")
+        self.model = build_model(self.task, cfg.cell, init_seed, T).to(device)
+        self.params = list(self.model.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.train_gen = seeding.generator(cfg.seed, "train")
+        self.eval_batch = self.task.sample(T, cfg.eval_size,
+                                           seeding.generator(cfg.seed, "eval")).to(device)
+        self.step = 0
+        self.curve: list[CurvePoint] = []
+        self.solved_step: int | None = None
+        self.train_seconds = 0.0
+        self.elapsed_before = 0.0  # wall seconds of earlier sessions of a resumed run
+        self.loss_sum = self.grad_sum = 0.0
+        self.n_since = 0
 
-    curve: list[CurvePoint] = []
-    t_start = time.perf_counter()
-    train_seconds = 0.0
-    loss_sum = grad_sum = 0.0
-    n_since = 0
-    solved_step: int | None = None
-    status = "ok"
-    step = 0
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "train_generator": self.train_gen.get_state(),
+            "step": self.step,
+            "curve": [asdict(p) for p in self.curve],
+            "solved_step": -1 if self.solved_step is None else self.solved_step,
+            "train_seconds": self.train_seconds,
+            "elapsed_s": self.elapsed(),
+            "sums": [self.loss_sum, self.grad_sum, self.n_since],
+        }
 
-    def record(step: int) -> EvalResult:
-        result = evaluate(model, task, eval_batch, T)
-        point = CurvePoint(
-            step=step,
-            train_loss=loss_sum / n_since if n_since else float("nan"),
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.train_gen.set_state(state["train_generator"])
+        self.step = int(state["step"])
+        self.curve = [CurvePoint(**p) for p in state["curve"]]
+        self.solved_step = None if state["solved_step"] < 0 else int(state["solved_step"])
+        self.train_seconds = float(state["train_seconds"])
+        self.elapsed_before = float(state["elapsed_s"])
+        self.loss_sum, self.grad_sum, n_since = state["sums"]
+        self.n_since = int(n_since)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self._t_start
+
+    def record(self) -> EvalResult:
+        """Evaluate on the held-out set and append a curve point."""
+        result = evaluate(self.model, self.task, self.eval_batch, self.cfg.seq_len)
+        n = self.n_since
+        self.curve.append(CurvePoint(
+            step=self.step,
+            train_loss=self.loss_sum / n if n else float("nan"),
             eval_loss=result.loss,
             accuracy=result.accuracy,
-            grad_norm=grad_sum / n_since if n_since else float("nan"),
-            elapsed_s=time.perf_counter() - t_start,
-        )
-        curve.append(point)
-        if on_eval:
-            on_eval(point)
+            grad_norm=self.grad_sum / n if n else float("nan"),
+            elapsed_s=self.elapsed(),
+        ))
+        self.loss_sum = self.grad_sum = 0.0
+        self.n_since = 0
+        if self.solved_step is None and self.task.solved(result.loss, result.accuracy):
+            self.solved_step = self.step
         return result
 
-    last = record(0)
-    if task.solved(last.loss, last.accuracy):
-        solved_step = 0
-    while step < cfg.steps and not (solved_step is not None and cfg.until_solved):
-        if probe and step % cfg.probe_every == 0:
-            probe(step, model)
-        batch = task.sample(T, cfg.batch_size, train_gen).to(device)
-        _synchronize(device)
+    def train_step(self) -> float:
+        """One optimizer step; returns the training loss (NaN or inf: the step was not taken)."""
+        cfg = self.cfg
+        batch = self.task.sample(cfg.seq_len, cfg.batch_size, self.train_gen).to(self.device)
+        _synchronize(self.device)
         t0 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = task.loss(model(batch.inputs, readout), batch.targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.task.loss(self.model(batch.inputs, self.readout), batch.targets)
         loss.backward()
-        grad_norm = clip_gradients(params, cfg.clip, cfg.clip_mode)
+        grad_norm = clip_gradients(self.params, cfg.clip, cfg.clip_mode)
         loss_value = loss.item()
+        self.step += 1
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
-            status = "diverged"
-            step += 1
-            break
-        optimizer.step()
-        _synchronize(device)
-        train_seconds += time.perf_counter() - t0
-        step += 1
-        loss_sum += loss_value
-        grad_sum += grad_norm
-        n_since += 1
-        if on_step:
-            on_step(step, loss_value)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            last = record(step)
-            loss_sum = grad_sum = 0.0
-            n_since = 0
-            if solved_step is None and task.solved(last.loss, last.accuracy):
-                solved_step = step
+            return float("nan")
+        self.optimizer.step()
+        _synchronize(self.device)
+        self.train_seconds += time.perf_counter() - t0
+        self.loss_sum += loss_value
+        self.grad_sum += grad_norm
+        self.n_since += 1
+        return loss_value
 
-    if status == "diverged":
-        last = EvalResult(float("nan"), float("nan"))
-    elif n_since:  # steps since the last evaluation (stopped between two)
-        last = record(step)
-    if probe and status == "ok":  # the final step is never probed inside the loop
-        probe(step, model)
-    return TrainResult(
-        steps_taken=step,
-        final=last,
-        solved=solved_step is not None and status == "ok",
-        solved_step=solved_step if status == "ok" else None,
-        status=status,
-        train_seconds=train_seconds,
-        wall_seconds=time.perf_counter() - t_start,
-        curve=curve,
-        sequences_seen=step * cfg.batch_size,
-        model=model,
-    )
+    def run(self, on_eval: Callable[[CurvePoint], None] | None = None,
+            on_step: ProgressFn | None = None, probe: ProbeFn | None = None,
+            stop: StopFn | None = None, checkpoint: CheckpointFn | None = None,
+            checkpoint_every: int = 0) -> TrainResult:
+        """Train until the budget is spent, the task is solved (``until_solved``), the loss
+        diverges, or ``stop()`` returns a reason (status ``interrupted``, checked between steps).
+
+        on_eval(point) after every evaluation; on_step(step, train_loss) after every step;
+        probe(step, model) at step 0, every ``cfg.probe_every`` steps and after the last step
+        (when ``cfg.probe_every`` > 0); the probe must leave the model as it found it and draws
+        on none of the run's random streams, so the run is the same with and without it.
+        checkpoint(state) every ``checkpoint_every`` steps (after that step's evaluation) and
+        when interrupted.
+        """
+        cfg = self.cfg
+        probe = probe if cfg.probe_every > 0 else None
+        self._t_start = time.perf_counter()
+        status = "ok"
+        if not self.curve:  # a fresh run (a resumed one has its curve already)
+            self.record()
+            self._emit(on_eval)
+        last = self._last_eval()
+        while self.step < cfg.steps and not (self.solved_step is not None and cfg.until_solved):
+            if stop is not None and stop():
+                status = "interrupted"
+                break
+            if probe and self.step % cfg.probe_every == 0:
+                probe(self.step, self.model)
+            loss_value = self.train_step()
+            if math.isnan(loss_value):
+                status = "diverged"
+                break
+            if on_step:
+                on_step(self.step, loss_value)
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                last = self.record()
+                self._emit(on_eval)
+            if checkpoint and checkpoint_every and self.step % checkpoint_every == 0:
+                checkpoint(self.state_dict())
+
+        if status == "diverged":
+            last = EvalResult(float("nan"), float("nan"))
+        elif status == "interrupted":
+            if checkpoint:
+                checkpoint(self.state_dict())
+            if self.n_since:  # report the metrics so far (not part of the checkpoint)
+                last = evaluate(self.model, self.task, self.eval_batch, cfg.seq_len)
+        else:
+            if self.n_since:  # steps since the last evaluation (stopped between two)
+                last = self.record()
+                self._emit(on_eval)
+            if probe:  # the final step is never probed inside the loop
+                probe(self.step, self.model)
+        solved = self.solved_step is not None and status != "diverged"
+        return TrainResult(
+            steps_taken=self.step,
+            final=last,
+            solved=solved,
+            solved_step=self.solved_step if solved else None,
+            status=status,
+            train_seconds=self.train_seconds,
+            wall_seconds=self.elapsed(),
+            curve=list(self.curve),
+            sequences_seen=self.step * cfg.batch_size,
+            model=self.model,
+        )
+
+    def _emit(self, on_eval) -> None:
+        if on_eval:
+            on_eval(self.curve[-1])
+
+    def _last_eval(self) -> EvalResult:
+        point = self.curve[-1]
+        return EvalResult(point.eval_loss, point.accuracy)
+
+
+def train(cfg: RunConfig, device: torch.device, on_eval: Callable[[CurvePoint], None] | None = None,
+          on_step: ProgressFn | None = None, probe: ProbeFn | None = None) -> TrainResult:
+    """Train one fresh model as ``cfg`` says, on ``device`` (see ``Trainer.run``)."""
+    return Trainer(cfg, device).run(on_eval=on_eval, on_step=on_step, probe=probe)

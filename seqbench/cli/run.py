@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
 from seqbench.choices import CLIP_MODES
 from seqbench.cli import cli, config_errors
@@ -34,11 +35,19 @@ from seqbench.cli.options import cell_options, device_options, task_options
 @device_options
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Directory for runs.csv and the per-run folders.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Save model, optimizer and RNG state every N steps (atomically); 0 = only "
+                   "when interrupted.")
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
+              default=None, help="Continue the interrupted run in this run folder (its config "
+                                 "is used; only --device, --threads, --quiet may be given).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
 @config_errors
-def run(task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, init_gain,
+def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, init_gain,
         forget_bias, chrono, norm, residual, lr, clip, clip_mode, batch_size, steps, eval_every,
-        eval_size, until_solved, probe_every, seed, device, threads, out, quiet):
+        eval_size, until_solved, probe_every, seed, device, threads, out, checkpoint_every,
+        resume_dir, quiet):
     """Train one model on one task and append its result to OUT/runs.csv.
 
     \b
@@ -51,8 +60,25 @@ def run(task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, 
     from seqbench.config import RunConfig
     from seqbench.errors import ConfigError
     from seqbench.provenance import resolve_device
-    from seqbench.runner import execute_run
+    from seqbench.runner import RunInterrupted, execute_run, resume_run
 
+    if resume_dir is not None:
+        given = [p.name for p in ctx.command.params
+                 if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
+                 and p.name not in ("resume_dir", "device", "threads", "quiet")]
+        if given:
+            raise ConfigError(f"--resume takes the run's own config; drop --{given[0].replace('_', '-')} "
+                              "(allowed with --resume: --device, --threads, --quiet)")
+        if device != "auto":
+            resolve_device(device)
+        try:
+            _, summary = resume_run(resume_dir, quiet=quiet, handle_signals=True,
+                                    device=device if device != "auto" else None, threads=threads)
+        except RunInterrupted as stop:
+            click.echo(stop.summary)
+            ctx.exit(stop.exit_code)
+        click.echo(summary)
+        return
     if nonlinearity is not None and cell != "rnn":
         raise ConfigError(f"--nonlinearity applies to --cell rnn only, not {cell!r}")
     cell_cfg = CellConfig(cell=cell, impl=impl, hidden=hidden, layers=layers,
@@ -63,5 +89,10 @@ def run(task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, 
                     eval_every=eval_every, eval_size=eval_size, until_solved=until_solved,
                     probe_every=probe_every, seed=seed, device=device, threads=threads).validate()
     resolve_device(cfg.device)  # fail before anything is written
-    _, summary = execute_run(cfg, out=out, quiet=quiet)
+    try:
+        _, summary = execute_run(cfg, out=out, quiet=quiet, checkpoint_every=checkpoint_every,
+                                 handle_signals=True)
+    except RunInterrupted as stop:
+        click.echo(stop.summary)
+        ctx.exit(stop.exit_code)
     click.echo(summary)
