@@ -30,6 +30,7 @@ GRADS_COLUMNS = [
     "layer", "lag", "grad_norm", "grad_norm_median", "cell_grad_norm", "cell_grad_norm_median",
     "underflow", "decay_factor", "horizon", "cell_decay_factor",
     "device", "torch_version", "seqbench_version", "git_commit",
+    "label",  # the spec's name for the comparison arm (RunConfig.label); "" = none
 ]
 
 
@@ -42,13 +43,14 @@ class ProbeSetup:
     cell: CellConfig
     seed: int
     batch: Batch
+    label: str = ""
 
     @classmethod
     def create(cls, task: Task, seq_len: int, cell: CellConfig, seed: int, batch_size: int,
-               device: torch.device) -> ProbeSetup:
+               device: torch.device, label: str = "") -> ProbeSetup:
         # the "probe" stream: the same sequences for every probe of this seed, never training data
         batch = task.sample(seq_len, batch_size, seeding.generator(seed, "probe")).to(device)
-        return cls(task, seq_len, cell, seed, batch)
+        return cls(task, seq_len, cell, seed, batch, label)
 
     def measure(self, model: SequenceModel) -> list[LagCurve]:
         return probe(model, self.task, self.batch, self.seq_len)
@@ -69,6 +71,7 @@ class ProbeSetup:
             "step": step,
             "probe_batch": self.batch.inputs.shape[1],
             **{k: env[k] for k in ("device", "torch_version", "seqbench_version", "git_commit")},
+            "label": self.label,
         }
         rows = []
         for curve in curves:
@@ -96,15 +99,17 @@ class ProbeSetup:
         return rows
 
 
-def init_probe_id(task: Task, seq_len: int, cell: CellConfig, seed: int, batch_size: int) -> str:
+def init_probe_id(task: Task, seq_len: int, cell: CellConfig, seed: int, batch_size: int,
+                  label: str = "") -> str:
     """A stable id for a probe at initialization: the same inputs give the same id."""
-    key = json.dumps([task.name, task.variant, seq_len, cell.to_dict(), seed, batch_size],
+    key = json.dumps([task.name, task.variant, seq_len, cell.to_dict(), seed, batch_size, label],
                      sort_keys=True)
     return "init-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def measure_at_init(task_name: str, variant: str | None, seq_len: int, cell: CellConfig, seed: int,
-                    batch_size: int = 64, device: torch.device | str = "cpu") -> list[dict]:
+                    batch_size: int = 64, device: torch.device | str = "cpu",
+                    label: str = "") -> list[dict]:
     """Rows of the gradient-vs-lag curves of a freshly initialized model (the weights a run with
     this seed starts from)."""
     device = torch.device(device)
@@ -112,8 +117,8 @@ def measure_at_init(task_name: str, variant: str | None, seq_len: int, cell: Cel
     task.check_seq_len(seq_len)
     cell = cell.validate()
     model = build_model(task, cell, seeding.derive_seed(seed, "init"), seq_len).to(device)
-    setup = ProbeSetup.create(task, seq_len, cell, seed, batch_size, device)
-    probe_id = init_probe_id(task, seq_len, cell, seed, batch_size)
+    setup = ProbeSetup.create(task, seq_len, cell, seed, batch_size, device, label)
+    probe_id = init_probe_id(task, seq_len, cell, seed, batch_size, label)
     return setup.rows(setup.measure(model), step=0, probe_id=probe_id)
 
 
@@ -128,6 +133,33 @@ class TrainingProbe:
     def __call__(self, step: int, model: SequenceModel) -> None:
         rows = self.setup.rows(self.setup.measure(model), step, f"{self.run_id}@{step}", self.run_id)
         append_rows(self.path, rows, GRADS_COLUMNS)
+
+
+def measure_spec_at_init(configs, device: torch.device | str = "cpu") -> list[dict]:
+    """Rows at initialization for every distinct (task, T, cell, seed, label) of a list of
+    RunConfigs (a spec's expansion): the weights each of those runs starts from."""
+    rows, seen = [], set()
+    for cfg in configs:
+        key = (cfg.task, cfg.variant, cfg.seq_len, cfg.cell, cfg.seed, cfg.batch_size, cfg.label)
+        if key not in seen:
+            seen.add(key)
+            rows += measure_at_init(cfg.task, cfg.variant, cfg.seq_len, cfg.cell, cfg.seed,
+                                    cfg.batch_size, device, cfg.label)
+    return rows
+
+
+def read_grads(paths) -> pd.DataFrame:
+    """Read grads CSVs: files, or folders searched for ``grads.csv`` (a results folder of runs)."""
+    from seqbench.errors import ConfigError
+    from seqbench.results import read_results
+
+    files = []
+    for path in map(Path, paths):
+        files += sorted(path.rglob("grads.csv")) if path.is_dir() else [path]
+    if not files:
+        raise ConfigError(f"no grads.csv under {', '.join(map(str, paths))}")
+    frames = [read_results(f) for f in files]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def cell_grid(cells, impls, hidden=128, layers=1, nonlinearities=(), inits=("default",),
@@ -153,17 +185,26 @@ def cell_grid(cells, impls, hidden=128, layers=1, nonlinearities=(), inits=("def
 SUMMARY_LAGS = (10, 25, 50, 100, 250, 500, 1000)
 
 
+def series_name(row: dict) -> str:
+    """How a curve is named in tables and legends: the spec's arm label when it has one, else the
+    cell with its non-default options ('lstm (forget bias 1)')."""
+    label = row.get("label")
+    if isinstance(label, str) and label:
+        return label
+    opts = options_label(row)
+    return f"{row['cell']} ({opts})" if opts else str(row["cell"])
+
+
 def summarize(rows: pd.DataFrame, top_layer_only: bool = True) -> pd.DataFrame:
-    """One line per (task, T, cell, impl, options, step): the mean over seeds of the decay factor,
-    the horizon, and the norm at a few lags relative to lag 0."""
+    """One line per (task, T, series, impl, step): the mean over seeds of the decay factor, the
+    horizon, and the norm at a few lags relative to lag 0."""
     df = rows.copy()
     if top_layer_only:
         df = df[df["layer"] == df["layers"] - 1]
-    df["options"] = [options_label(r) for r in df.to_dict("records")]
-    keys = ["task", "seq_len", "cell", "impl", "options", "step"]
-    lag0 = df[df["lag"] == 0].set_index(["probe_id", "layer"])["grad_norm"]
-    df["ratio"] = df["grad_norm"].to_numpy() / lag0.reindex(
-        pd.MultiIndex.from_arrays([df["probe_id"], df["layer"]])).to_numpy()
+    df["series"] = [series_name(r) for r in df.to_dict("records")]
+    keys = ["task", "seq_len", "series", "impl", "step"]
+    df = df.sort_values(["probe_id", "layer", "lag"], kind="stable")
+    df["ratio"] = df["grad_norm"] / df.groupby(["probe_id", "layer"])["grad_norm"].transform("first")
     out = df.groupby(keys, sort=False).agg(
         seeds=("seed", "nunique"),
         decay_factor=("decay_factor", "mean"),
@@ -173,4 +214,4 @@ def summarize(rows: pd.DataFrame, top_layer_only: bool = True) -> pd.DataFrame:
     for lag in [k for k in SUMMARY_LAGS if k <= max_lag] + [max_lag]:
         at = df[df["lag"] == lag].groupby(keys, sort=False)["ratio"].mean()
         out[f"ratio_lag{lag}"] = at
-    return out.reset_index()
+    return out.reset_index().sort_values(["task", "seq_len", "step"], kind="stable")

@@ -14,11 +14,20 @@ from seqbench.errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for ``cuda`` without it is a ConfigError."""
+    """``auto`` picks CUDA when present; asking for ``cuda`` without it is a ConfigError.
+
+    On CUDA, TF32 is switched off for cuDNN and for matrix products: PyTorch lets cuDNN run float32
+    RNNs in TF32 by default (10-bit mantissa) while plain matrix products stay in float32, so the
+    built-in and the hand-written cells would not compute the same function; seqbench compares
+    them in float32 on both.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available; allowed here: auto, cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' requested but CUDA is not available; allowed here: auto, cpu")
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     return torch.device(name)
 
 

@@ -235,7 +235,8 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
 
     probe = None
     if cfg.probe_every > 0:
-        setup = ProbeSetup.create(task, cfg.seq_len, cfg.cell, cfg.seed, cfg.batch_size, device)
+        setup = ProbeSetup.create(task, cfg.seq_len, cfg.cell, cfg.seed, cfg.batch_size, device,
+                                  cfg.label)
         probe = TrainingProbe(setup, run_dir / "grads.csv", run_dir.name)
     with _stop_on_signals(handle_signals) as signals:
         try:

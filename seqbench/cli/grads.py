@@ -18,10 +18,16 @@ from seqbench.cli.options import cell_options, device_options, task_options
 @device_options
 @click.option("--out", type=click.Path(dir_okay=False), default="results/grads.csv",
               show_default=True, help="CSV to append the rows to.")
+@click.option("--spec", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Measure the initial weights of every run of a benchmark spec instead (its "
+                   "tasks, lengths, cells, arms and seeds; with --profile).")
+@click.option("--profile", default=None, help="The spec's profile [default: the spec's own].")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the summary table.")
+@click.pass_context
 @config_errors
-def grads(task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, init_gain,
-          forget_bias, chrono, norm, residual, seeds, batch_size, device, threads, out, quiet):
+def grads(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, init_gain,
+          forget_bias, chrono, norm, residual, seeds, batch_size, device, threads, out, spec,
+          profile, quiet):
     """Measure ||dL/dh_t|| against the lag t* - t at initialization; append rows to OUT.
 
     Every combination of the repeatable options is measured for every seed; an option applies
@@ -34,28 +40,55 @@ def grads(task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init
       seqbench grads --task adding --seq-len 500 --cell rnn --cell lstm --cell gru --seeds 3
     """
     import torch
+    from click.core import ParameterSource
 
-    from seqbench.grads import GRADS_COLUMNS, cell_grid, measure_at_init, summarize
+    from seqbench.errors import ConfigError
+    from seqbench.grads import (
+        GRADS_COLUMNS,
+        cell_grid,
+        measure_at_init,
+        measure_spec_at_init,
+        summarize,
+    )
     from seqbench.provenance import resolve_device
-    from seqbench.results import append_rows
+    from seqbench.results import append_rows, check_appendable
     from seqbench.tasks import make_task
 
-    make_task(task, variant).check_seq_len(seq_len)
-    configs = cell_grid(cell, impl, hidden, layers, nonlinearity, init, init_gain, forget_bias,
-                        chrono, norm, residual)
-    dev = resolve_device(device)
-    if threads:
-        torch.set_num_threads(threads)
-    rows = []
-    for cfg in configs:
-        for seed in range(seeds):
-            rows += measure_at_init(task, variant, seq_len, cfg, seed, batch_size, dev)
+    check_appendable(out, GRADS_COLUMNS)
+    if spec is None and profile is not None:
+        raise ConfigError("--profile needs --spec")
+    if spec is not None:
+        given = [p.name for p in ctx.command.params
+                 if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
+                 and p.name not in ("spec", "profile", "device", "threads", "out", "quiet")]
+        if given:
+            raise ConfigError(f"--spec defines the grid; drop --{given[0].replace('_', '-')}")
+        from seqbench.spec import expand_spec
+
+        dev = resolve_device(device)
+        runs = expand_spec(spec, profile)
+        if threads:
+            torch.set_num_threads(threads)
+        rows = measure_spec_at_init(runs, dev)
+        what = f"{len(runs)} runs of {spec}"
+    else:
+        make_task(task, variant).check_seq_len(seq_len)
+        configs = cell_grid(cell, impl, hidden, layers, nonlinearity, init, init_gain,
+                            forget_bias, chrono, norm, residual)
+        dev = resolve_device(device)
+        if threads:
+            torch.set_num_threads(threads)
+        rows = []
+        for cfg in configs:
+            for seed in range(seeds):
+                rows += measure_at_init(task, variant, seq_len, cfg, seed, batch_size, dev)
+        what = f"{len(configs)} configs x {seeds} seeds"
     append_rows(out, rows, GRADS_COLUMNS)
     if not quiet:
         import pandas as pd
 
         table = summarize(pd.DataFrame(rows))
         with pd.option_context("display.width", 200, "display.max_columns", 50):
-            click.echo(table.drop(columns=["task", "step"]).to_string(
+            click.echo(table.drop(columns=["step"]).to_string(
                 index=False, float_format=lambda v: f"{v:.3g}"))
-    click.echo(f"{len(rows)} rows ({len(configs)} configs x {seeds} seeds) appended to {out}")
+    click.echo(f"{len(rows)} rows ({what}) appended to {out}")

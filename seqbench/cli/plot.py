@@ -24,31 +24,41 @@ def save_figure(fig, out: str) -> None:
 
 
 @plot.command()
-@click.argument("csv", type=click.Path(exists=True, dir_okay=False))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", default="results/figures/decay.png", show_default=True,
               help="Output file; PNG, SVG or PDF by its suffix.")
-@click.option("--task", default=None, help="Select a task when the CSV holds several.")
+@click.option("--task", default=None, help="Select a task when the data holds several.")
 @click.option("--seq-len", "-T", type=int, default=None, help="Select a length when it holds several.")
+@click.option("--label", "labels", multiple=True,
+              help="Keep only these series (arm labels or names as in the legend); repeatable.")
+@click.option("--at", "at", multiple=True,
+              help="Panels: init, end (each run's last probe) or a step number; repeatable "
+                   "[default: one panel per training step].")
 @click.option("--layer", type=click.IntRange(min=0), default=None,
               help="Layer to draw [default: the top layer of each model].")
 @click.option("--cell-state", is_flag=True, help="Draw ||dL/dc_t|| (LSTM) instead of ||dL/dh_t||.")
 @click.option("--title", default=None, help="Replace the generated title.")
 @config_errors
-def decay(csv, output, task, seq_len, layer, cell_state, title):
-    """Gradient norm (log scale) against time lag from a grads CSV.
+def decay(sources, output, task, seq_len, labels, at, layer, cell_state, title):
+    """Gradient norm (log scale) against time lag.
 
-    CSV comes from `seqbench grads` (results/grads.csv) or from a probed run
-    (results/runs/<run id>/grads.csv: one panel per training step).
+    SOURCES are grads CSVs (`seqbench grads` writes results/grads.csv) or folders searched for the
+    grads.csv of probed runs (results/runs/).
 
     \b
-    Example:
+    Examples:
       seqbench plot decay results/grads.csv -o results/figures/decay_adding_T500.png
+      seqbench plot decay results/runs --task delayed_recall --at init --at end
     """
+    from seqbench.grads import read_grads, series_name
     from seqbench.plots.decay import plot_decay
-    from seqbench.results import read_results
 
-    fig = plot_decay(read_results(csv), task=task, seq_len=seq_len, layer=layer,
-                     cell_state=cell_state, title=title)
+    df = read_grads(sources)
+    if labels:
+        names = [series_name(r) for r in df.to_dict("records")]
+        df = df[[n in labels for n in names]]
+    fig = plot_decay(df, task=task, seq_len=seq_len, layer=layer, cell_state=cell_state,
+                     title=title, at=list(at) or None)
     save_figure(fig, output)
 
 

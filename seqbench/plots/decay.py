@@ -9,7 +9,8 @@ default-initialized cell keeps its fixed colour (seqbench.style.CELL_COLORS); a 
 Norms that underflowed in float32 (to 0, or to a denormal below the smallest normal float, which
 has lost its precision) are not drawn as values: the line stops where any seed underflowed, and a
 row of triangles at the bottom of the axis, one row per series, marks those lags.
-One panel per training step when the data holds several (a probed run).
+One panel per training step when the data holds several (a probed run), or the panels ``at``
+names: initialization, the end of each run's training, a given step.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 
 from seqbench.cells import options_label
 from seqbench.errors import ConfigError
+from seqbench.grads import series_name
 from seqbench.probe import UNDERFLOW
 from seqbench.style import CELL_COLORS, IMPL_DASHES
 
@@ -38,12 +40,32 @@ def _geo_band(v: pd.Series) -> tuple[float, float]:
 
 
 def series_labels(df: pd.DataFrame) -> pd.Series:
-    """'lstm', 'lstm (forget bias 1)', 'rnn (relu, identity init)', ... per row."""
-    labels = []
-    for row in df.to_dict("records"):
-        opts = options_label(row)
-        labels.append(f"{row['cell']} ({opts})" if opts else str(row["cell"]))
-    return pd.Series(labels, index=df.index)
+    """'lstm', 'lstm (forget bias 1)', 'irnn' (a spec's arm label), ... per row."""
+    return pd.Series([series_name(r) for r in df.to_dict("records")], index=df.index)
+
+
+def panels(df: pd.DataFrame, at: list[str] | None) -> pd.DataFrame:
+    """Assign each row to a panel. Without ``at``: one panel per training step. With it, one
+    panel per entry: ``init`` (step 0), ``end`` (each run's last probe, whatever its step), or a
+    step number."""
+    if not at:
+        return df.assign(panel=[f"training step {s}" for s in df["step"]])
+    source = df["run_id"].fillna("").astype(str).where(lambda r: r != "", df["probe_id"])
+    last = df.groupby(source)["step"].transform("max")
+    parts = []
+    for entry in at:
+        if entry == "init":
+            part, name = df[df["step"] == 0], "at initialization"
+        elif entry == "end":
+            part, name = df[df["step"] == last], "end of training"
+        elif entry.isdigit():
+            part, name = df[df["step"] == int(entry)], f"training step {entry}"
+        else:
+            raise ConfigError(f"--at takes init, end or a step number, got {entry!r}")
+        if len(part) == 0:
+            raise ConfigError(f"no gradient rows at {entry!r}")
+        parts.append(part.assign(panel=name))
+    return pd.concat(parts, ignore_index=True)
 
 
 def select(df: pd.DataFrame, task: str | None = None, seq_len: int | None = None,
@@ -70,32 +92,40 @@ def select(df: pd.DataFrame, task: str | None = None, seq_len: int | None = None
 
 
 def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = None,
-               layer: int | None = None, cell_state: bool = False, title: str | None = None):
-    """Draw the figure; returns the matplotlib Figure."""
+               layer: int | None = None, cell_state: bool = False, title: str | None = None,
+               at: list[str] | None = None):
+    """Draw the figure; returns the matplotlib Figure. ``at``: see ``panels``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    df = select(df, task, seq_len, layer, cell_state).copy()
+    df = panels(select(df, task, seq_len, layer, cell_state), at)
     df["series"] = series_labels(df)
     df["grad_norm"] = pd.to_numeric(df["grad_norm"], errors="coerce")
-    steps = sorted(df["step"].unique())
-    series = list(dict.fromkeys(df.sort_values(["cell"], key=lambda c: c.map(
-        {"rnn": 0, "lstm": 1, "gru": 2})).series))
-    extra = iter(VARIANT_COLORS)
-    palette = {s: CELL_COLORS.get(s, None) or next(extra) for s in series}
+    steps = list(dict.fromkeys(df.sort_values("step")["panel"])) if not at else list(
+        dict.fromkeys(df["panel"]))
+    order = {"rnn": 0, "lstm": 1, "gru": 2}
+    firsts = df.sort_values("cell", key=lambda c: c.map(order), kind="stable").drop_duplicates(
+        "series")
+    series = list(firsts["series"])
+    # the first default-initialized series of each cell keeps the cell's colour
+    palette, extra = {}, iter(VARIANT_COLORS)
+    for row in firsts.to_dict("records"):
+        plain = not options_label(row)
+        colour = CELL_COLORS[row["cell"]]
+        palette[row["series"]] = colour if plain and colour not in palette.values() else next(extra)
     impls = [i for i in IMPL_DASHES if i in set(df["impl"])]
 
-    # mean decay factor per series and step, for the legend
-    decay = df.groupby(["series", "step"])["decay_factor"].mean()
+    # mean decay factor per series and panel, for the legend
+    decay = df.groupby(["series", "panel"], sort=False)["decay_factor"].mean()
 
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, len(steps), figsize=(6.4 * len(steps) + 1.6, 4.8), squeeze=False,
                              sharey=True)
     for ax, step in zip(axes[0], steps):
-        part = df[df["step"] == step]
+        part = df[df["panel"] == step]
         # a lag where any seed underflowed to 0 is an underflow, not a value
         group = ["series", "impl", "lag"]
         underflow = part.groupby(group)["grad_norm"].transform(lambda v: (v < UNDERFLOW).any())
@@ -116,12 +146,13 @@ def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = 
         ax.set_xlabel("lag k = t* - t (steps)")
         ax.set_ylabel("||dL/dc_t||" if cell_state else "||dL/dh_t||  (per sequence)")
         if len(steps) > 1:
-            ax.set_title(f"training step {step}")
+            ax.set_title(step)
     last = axes[0][-1]
     handles, labels = last.get_legend_handles_labels()
     for i, label in enumerate(labels):
         if label in palette:  # a series: add its fitted decay factor (per panel, left to right)
-            factors = ", ".join(f"{f:.3g}" for f in decay.xs(label, level="series").to_numpy())
+            factors = ", ".join(f"{f:.3g}" for f in decay.xs(label, level="series")
+                                .reindex(steps).dropna().to_numpy())
             labels[i] = f"{label}: x{factors}/step"
     if (df["grad_norm"] < UNDERFLOW).any():
         handles.append(plt.Line2D([], [], marker="v", color="grey", linestyle=""))
