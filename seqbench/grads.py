@@ -203,8 +203,9 @@ def summarize(rows: pd.DataFrame, top_layer_only: bool = True) -> pd.DataFrame:
         df = df[df["layer"] == df["layers"] - 1]
     df["series"] = [series_name(r) for r in df.to_dict("records")]
     keys = ["task", "seq_len", "series", "impl", "step"]
-    df = df.sort_values(["probe_id", "layer", "lag"], kind="stable")
-    df["ratio"] = df["grad_norm"] / df.groupby(["probe_id", "layer"])["grad_norm"].transform("first")
+    by_lag = df.sort_values(["probe_id", "layer", "lag"], kind="stable")
+    lag0 = by_lag.groupby(["probe_id", "layer"])["grad_norm"].transform("first")
+    df["ratio"] = df["grad_norm"] / lag0.reindex(df.index)  # rows keep their order
     out = df.groupby(keys, sort=False).agg(
         seeds=("seed", "nunique"),
         decay_factor=("decay_factor", "mean"),

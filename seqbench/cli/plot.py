@@ -34,12 +34,14 @@ def save_figure(fig, out: str) -> None:
 @click.option("--at", "at", multiple=True,
               help="Panels: init, end (each run's last probe) or a step number; repeatable "
                    "[default: one panel per training step].")
+@click.option("--by-family", is_flag=True,
+              help="One column per kind of remedy, each with the plain tanh RNN as reference.")
 @click.option("--layer", type=click.IntRange(min=0), default=None,
               help="Layer to draw [default: the top layer of each model].")
 @click.option("--cell-state", is_flag=True, help="Draw ||dL/dc_t|| (LSTM) instead of ||dL/dh_t||.")
 @click.option("--title", default=None, help="Replace the generated title.")
 @config_errors
-def decay(sources, output, task, seq_len, labels, at, layer, cell_state, title):
+def decay(sources, output, task, seq_len, labels, at, by_family, layer, cell_state, title):
     """Gradient norm (log scale) against time lag.
 
     SOURCES are grads CSVs (`seqbench grads` writes results/grads.csv) or folders searched for the
@@ -58,7 +60,7 @@ def decay(sources, output, task, seq_len, labels, at, layer, cell_state, title):
         names = [series_name(r) for r in df.to_dict("records")]
         df = df[[n in labels for n in names]]
     fig = plot_decay(df, task=task, seq_len=seq_len, layer=layer, cell_state=cell_state,
-                     title=title, at=list(at) or None)
+                     title=title, at=list(at) or None, by_family=by_family)
     save_figure(fig, output)
 
 

@@ -29,16 +29,6 @@ VARIANT_COLORS = ["#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd2
                   "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
 
 
-def _geomean(v: pd.Series) -> float:
-    return float(10 ** np.mean(np.log10(v)))
-
-
-def _geo_band(v: pd.Series) -> tuple[float, float]:
-    logs = np.log10(v)
-    m, s = np.mean(logs), (np.std(logs, ddof=1) if len(logs) > 1 else 0.0)
-    return float(10 ** (m - s)), float(10 ** (m + s))
-
-
 def series_labels(df: pd.DataFrame) -> pd.Series:
     """'lstm', 'lstm (forget bias 1)', 'irnn' (a spec's arm label), ... per row."""
     return pd.Series([series_name(r) for r in df.to_dict("records")], index=df.index)
@@ -91,10 +81,48 @@ def select(df: pd.DataFrame, task: str | None = None, seq_len: int | None = None
     return df
 
 
+FAMILIES = ("activation", "initialization", "normalization", "depth", "gated cells", "training options")
+
+
+def family(row: dict) -> str:
+    """Which kind of remedy a series is, for ``by_family`` columns; "" for the plain tanh RNN."""
+    if row["cell"] in ("lstm", "gru"):
+        return "gated cells"
+    if row.get("norm", "none") not in ("none", None, "") and row["norm"] == row["norm"]:
+        return "normalization"
+    if row.get("init", "default") != "default" or float(row.get("init_gain", 1.0)) != 1.0:
+        return "initialization"
+    if row.get("nonlinearity", "tanh") != "tanh":
+        return "activation"
+    if int(row.get("layers", 1)) > 1:
+        return "depth"
+    return ""
+
+
+def _family_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Give every row its family column; the reference (the first plain tanh RNN series) and
+    other plain tanh RNN series (arms that differ only in training, e.g. clipping: identical
+    at initialization) are placed as: the reference in every column, the others in "training options"."""
+    fam = pd.Series([family(r) for r in df.to_dict("records")], index=df.index)
+    plain = df[fam == ""]
+    reference = plain["series"].iloc[0] if len(plain) else None
+    fam[(fam == "") & (df["series"] != reference)] = "training options"
+    columns = [f for f in FAMILIES if (fam == f).any()]
+    parts = [df[fam == f].assign(column=f) for f in columns]
+    if reference is not None:
+        parts += [df[df["series"] == reference].assign(column=f) for f in columns or [""]]
+    return pd.concat(parts, ignore_index=True)
+
+
 def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = None,
                layer: int | None = None, cell_state: bool = False, title: str | None = None,
-               at: list[str] | None = None):
-    """Draw the figure; returns the matplotlib Figure. ``at``: see ``panels``."""
+               at: list[str] | None = None, by_family: bool = False):
+    """Draw the figure; returns the matplotlib Figure.
+
+    Rows of panels: one per training step, or per entry of ``at`` (see ``panels``). With
+    ``by_family``, columns group the series by the kind of remedy (activation, initialization,
+    normalization, depth, gated cells), each with the plain tanh RNN as the reference.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,65 +132,120 @@ def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = 
     df = panels(select(df, task, seq_len, layer, cell_state), at)
     df["series"] = series_labels(df)
     df["grad_norm"] = pd.to_numeric(df["grad_norm"], errors="coerce")
-    steps = list(dict.fromkeys(df.sort_values("step")["panel"])) if not at else list(
-        dict.fromkeys(df["panel"]))
+    rows = (list(dict.fromkeys(df["panel"])) if at
+            else list(dict.fromkeys(df.sort_values("step", kind="stable")["panel"])))
     order = {"rnn": 0, "lstm": 1, "gru": 2}
     firsts = df.sort_values("cell", key=lambda c: c.map(order), kind="stable").drop_duplicates(
         "series")
     series = list(firsts["series"])
-    # the first default-initialized series of each cell keeps the cell's colour
-    palette, extra = {}, iter(VARIANT_COLORS)
-    for row in firsts.to_dict("records"):
-        plain = not options_label(row)
-        colour = CELL_COLORS[row["cell"]]
-        palette[row["series"]] = colour if plain and colour not in palette.values() else next(extra)
+    df = _family_columns(df) if by_family else df.assign(column="")
+    columns = list(dict.fromkeys(df["column"]))
+    palette = _palette(df, firsts, by_family, sns)
     impls = [i for i in IMPL_DASHES if i in set(df["impl"])]
-
-    # mean decay factor per series and panel, for the legend
     decay = df.groupby(["series", "panel"], sort=False)["decay_factor"].mean()
 
+    # the grid: panels (steps) side by side; with families, one family per row of the grid, or
+    # families wrapped three to a row when there is a single panel
+    if by_family and len(rows) == 1:
+        cells = [(rows[0], c) for c in columns]
+        ncols = min(3, len(cells))
+    elif by_family:
+        cells = [(r, c) for c in columns for r in rows]
+        ncols = len(rows)
+    else:
+        cells = [(r, "") for r in rows]
+        ncols = len(rows)
+    nrows = -(-len(cells) // ncols)
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, len(steps), figsize=(6.4 * len(steps) + 1.6, 4.8), squeeze=False,
-                             sharey=True)
-    for ax, step in zip(axes[0], steps):
-        part = df[df["panel"] == step]
-        # a lag where any seed underflowed to 0 is an underflow, not a value
-        group = ["series", "impl", "lag"]
-        underflow = part.groupby(group)["grad_norm"].transform(lambda v: (v < UNDERFLOW).any())
-        line = part[~underflow]
-        sns.lineplot(data=line, x="lag", y="grad_norm", hue="series", style="impl",
-                     hue_order=series, style_order=impls, palette=palette,
-                     dashes={i: IMPL_DASHES[i] for i in impls}, estimator=_geomean,
-                     errorbar=_geo_band, ax=ax, legend=ax is axes[0][-1])
-        ax.set_yscale("log")
-        ax.set_xlim(0, part["lag"].max())
-        gone = part[underflow][group].drop_duplicates()
-        for (name, _impl), lags in gone.groupby(["series", "impl"])["lag"]:
-            lags = np.sort(lags.to_numpy())
-            lags = lags[:: max(1, len(lags) // 40)]  # a row of markers, not a solid bar
-            height = 0.02 + 0.025 * series.index(name)
-            ax.scatter(lags, np.full(len(lags), height), transform=ax.get_xaxis_transform(),
-                       marker="v", s=14, color=palette[name], clip_on=False, zorder=3)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=True,
+                             figsize=(5.4 * ncols + (3.0 if not by_family else 0.4),
+                                      (3.9 if by_family else 4.6) * nrows + 0.9))
+    flat = axes.ravel()
+    for ax, (panel, column) in zip(flat, cells):
+        part = df[(df["panel"] == panel) & (df["column"] == column)]
+        _draw_panel(ax, part, series, impls, palette, sns)
         ax.set_xlabel("lag k = t* - t (steps)")
         ax.set_ylabel("||dL/dc_t||" if cell_state else "||dL/dh_t||  (per sequence)")
-        if len(steps) > 1:
-            ax.set_title(step)
-    last = axes[0][-1]
-    handles, labels = last.get_legend_handles_labels()
-    for i, label in enumerate(labels):
-        if label in palette:  # a series: add its fitted decay factor (per panel, left to right)
-            factors = ", ".join(f"{f:.3g}" for f in decay.xs(label, level="series")
-                                .reindex(steps).dropna().to_numpy())
-            labels[i] = f"{label}: x{factors}/step"
-    if (df["grad_norm"] < UNDERFLOW).any():
-        handles.append(plt.Line2D([], [], marker="v", color="grey", linestyle=""))
-        labels.append("underflow (below the smallest float32)")
-    last.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
-    row = df.iloc[0]
+        heading = [h for h in (column, panel if len(rows) > 1 else "") if h]
+        ax.set_title(": ".join(heading), fontsize=10)
+        if by_family:
+            shown = [n for n in series if n in set(part["series"])]
+            _legend(ax, df, shown, palette, impls, decay, [panel], plt, fontsize=7)
+    for ax in flat[len(cells):]:
+        ax.set_visible(False)
+    if not by_family:
+        _legend(flat[ncols - 1], df, series, palette, impls, decay, rows, plt, outside=True)
+    first = df.iloc[0]
     seeds = df["seed"].nunique()
     fig.suptitle(title or (
-        f"Gradient vs lag: {row['task']} ({row['variant']}), T={row['seq_len']}, "
-        f"H={row['hidden']}, {seeds} seed{'s' if seeds > 1 else ''}\n"
+        f"Gradient vs lag: {first['task']} ({first['variant']}), T={first['seq_len']}, "
+        f"H={first['hidden']}, {seeds} seed{'s' if seeds > 1 else ''}\n"
         "line: geometric mean over seeds; band: +-1 sd of log10 norm"), fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def _palette(df: pd.DataFrame, firsts: pd.DataFrame, by_family: bool, sns) -> dict:
+    """A colour per series. The first default-initialized series of each cell keeps its cell's
+    colour (CELL_COLORS, the same in every figure); the others take distinct colours, drawn per
+    family column when ``by_family`` (series of different families never share a panel)."""
+    palette: dict[str, str] = {}
+    for row in firsts.to_dict("records"):
+        colour = CELL_COLORS[row["cell"]]
+        if not options_label(row) and colour not in palette.values():
+            palette[row["series"]] = colour
+    groups = (df.drop_duplicates("series").groupby("column", sort=False)["series"].apply(list)
+              if by_family else pd.Series({"": list(firsts["series"])}))
+    for names in groups:
+        todo = [n for n in names if n not in palette]
+        colours = (VARIANT_COLORS if len(todo) <= len(VARIANT_COLORS)
+                   else sns.color_palette("husl", len(todo)).as_hex())
+        palette.update(zip(todo, colours))
+    return palette
+
+
+def _draw_panel(ax, part: pd.DataFrame, series: list[str], impls: list[str], palette: dict,
+                sns) -> None:
+    """One panel: lines where no seed underflowed, a row of triangles per series where one did."""
+    group = ["series", "impl", "lag"]
+    underflow = part.groupby(group)["grad_norm"].transform(
+        lambda v: bool((v < UNDERFLOW).any())).astype(bool)
+    shown = [s for s in series if s in set(part["series"])]
+    # On a log axis seaborn aggregates in log space: the mean is the geometric mean over seeds and
+    # "sd" is +-1 standard deviation of log(norm).
+    ax.set_yscale("log")
+    sns.lineplot(data=part[~underflow], x="lag", y="grad_norm", hue="series", style="impl",
+                 hue_order=shown, style_order=impls, palette=palette,
+                 dashes={i: IMPL_DASHES[i] for i in impls}, estimator="mean", errorbar="sd",
+                 ax=ax, legend=False)
+    if len(part):
+        ax.set_xlim(0, part["lag"].max())
+    gone = part[underflow][group].drop_duplicates()
+    for (name, _impl), lags in gone.groupby(["series", "impl"])["lag"]:
+        lags = np.sort(lags.to_numpy())
+        lags = lags[:: max(1, len(lags) // 40)]  # a row of markers, not a solid bar
+        height = 0.02 + 0.025 * shown.index(name)
+        ax.scatter(lags, np.full(len(lags), height), transform=ax.get_xaxis_transform(),
+                   marker="v", s=14, color=palette[name], clip_on=False, zorder=3)
+
+
+def _legend(ax, df, series, palette, impls, decay, panels, plt, fontsize=8,
+            outside=False) -> None:
+    """A legend: each series with its fitted decay factor per panel, left to right."""
+    handles, labels = [], []
+    for name in series:
+        factors = ", ".join(f"{f:.3g}" for f in decay.xs(name, level="series")
+                            .reindex(panels).dropna().to_numpy())
+        handles.append(plt.Line2D([], [], color=palette[name], lw=2))
+        labels.append(f"{name}: x{factors}/step")
+    if len(impls) > 1:
+        for impl in impls:
+            dashes = IMPL_DASHES[impl]
+            handles.append(plt.Line2D([], [], color="grey", dashes=dashes or (None, None)))
+            labels.append(f"impl: {impl}")
+    if (df["grad_norm"] < UNDERFLOW).any():
+        handles.append(plt.Line2D([], [], marker="v", color="grey", linestyle=""))
+        labels.append("underflow (below the smallest float32)")
+    where = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)} if outside else {"loc": "best"}
+    ax.legend(handles, labels, fontsize=fontsize, title="decay factor fitted per step",
+              title_fontsize=fontsize, **where)
