@@ -22,3 +22,15 @@ def lint(session: nox.Session) -> None:
     """Check style and common bugs with ruff."""
     session.install("ruff")
     session.run("ruff", "check", "seqbench", "tests", "noxfile.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Time the cells (hand-written vs built-in, probe cost, T -> 2T) and append results/bench.csv.
+
+    Arguments after ``--`` go to ``seqbench bench``, e.g. ``nox -s bench -- --cell lstm -T 1000``.
+    Timings on a shared machine are noisy: compare the ratios, which are measured in one run.
+    """
+    session.install(TORCH)
+    session.install("-e", ".")
+    session.run("seqbench", "bench", *session.posargs)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqbench import fused
 from seqbench.choices import CELLS, IMPLS, INITS, NONLINEARITIES, NORMS  # noqa: F401  (re-exported)
 from seqbench.errors import ConfigError
 
@@ -233,6 +234,7 @@ class HandRNN(nn.Module):
         nonlinearity: str = "tanh",
         bias: bool = True,
         residual: bool = False,
+        fused: bool = True,
     ):
         super().__init__()
         if mode not in GATES:
@@ -244,6 +246,7 @@ class HandRNN(nn.Module):
         self.nonlinearity = nonlinearity
         self.bias = bias
         self.residual = residual
+        self.fused = fused  # seqbench.fused's whole-sequence Functions; False: the plain layers here
         gate_size = GATES[mode] * hidden_size
         # Registered in nn.RNNBase's order (w_ih, w_hh, b_ih, b_hh per layer), so that
         # reset_parameters draws the same numbers from the same RNG state as the built-in module.
@@ -286,14 +289,20 @@ class HandRNN(nn.Module):
             weights = self.layer_weights(layer)
             probe = probes[layer] if probes is not None else {}
             if self.mode == "lstm":
-                out, h, c = lstm_layer(out, h0[layer], c0[layer], *weights,
-                                       probe_h=probe.get("h"), probe_c=probe.get("c"))
+                out, h, c = (fused.lstm if self.fused else lstm_layer)(
+                    out, h0[layer], c0[layer], *weights,
+                    probe_h=probe.get("h"), probe_c=probe.get("c"))
                 c_n.append(c)
             elif self.mode == "gru":
-                out, h = gru_layer(out, h0[layer], *weights, probe_h=probe.get("h"))
+                out, h = (fused.gru if self.fused else gru_layer)(
+                    out, h0[layer], *weights, probe_h=probe.get("h"))
             else:
-                act = ACTIVATIONS[self.nonlinearity]
-                out, h = rnn_layer(out, h0[layer], *weights, act, probe_h=probe.get("h"))
+                if self.fused:
+                    out, h = fused.rnn(out, h0[layer], *weights, self.nonlinearity,
+                                       probe_h=probe.get("h"))
+                else:
+                    act = ACTIVATIONS[self.nonlinearity]
+                    out, h = rnn_layer(out, h0[layer], *weights, act, probe_h=probe.get("h"))
             if self.residual and layer > 0:  # He et al. 2016; Wu et al. 2016 for LSTM stacks
                 out = out + layer_input
             h_n.append(h)

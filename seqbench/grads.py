@@ -159,6 +159,12 @@ def read_grads(paths) -> pd.DataFrame:
     if not files:
         raise ConfigError(f"no grads.csv under {', '.join(map(str, paths))}")
     frames = [read_results(f) for f in files]
+    for f, frame in zip(files, frames):
+        missing = [c for c in ("task", "seq_len", "cell", "layers", "layer", "step", "lag",
+                               "grad_norm") if c not in frame.columns]
+        if missing:
+            raise ConfigError(f"{f} is not a grads CSV (no column {', '.join(missing)}); "
+                              "seqbench grads and seqbench run --probe-every write them")
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 

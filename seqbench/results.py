@@ -4,8 +4,13 @@ Appends are safe for many processes at once: each append takes an exclusive ``fc
 sibling ``<file>.lock`` and writes all its rows in one ``write`` call, so rows are never
 interleaved or duplicated. A file whose header is not seqbench's (a user's other file) is refused,
 untouched. A file written by an older seqbench with fewer columns is upgraded in place (new columns
-appended, old rows kept) through a temporary file and an atomic rename. A last line torn by a killed
-process is sealed with a newline before the next append, and reported and skipped on reading.
+appended, old rows kept) through a temporary file and an atomic rename.
+
+Every row is one physical line (line breaks inside values are written as spaces), so a damaged line
+can never swallow the lines after it. A last line torn by a process killed mid-write (it has no
+final newline) is reported with its line number and skipped on reading, and cut off, with a
+warning, by the next append (under the lock) before it writes. An append that fails (disk full,
+I/O error) truncates the file back to its size before the append: no half-written row is left.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import io
 import math
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
 
@@ -67,7 +72,10 @@ def _format(value) -> str:
         return ""
     if isinstance(value, float):
         return "" if math.isnan(value) else repr(value)
-    return str(value)
+    text = str(value)
+    if "\n" in text or "\r" in text:  # one row, one line: see the module docstring
+        text = text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    return text
 
 
 def _csv_text(rows: Iterable[dict], columns: Sequence[str], header: bool) -> str:
@@ -91,22 +99,64 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _read_header(path: Path) -> list[str]:
-    with open(path, newline="") as f:
-        return next(csv.reader([f.readline()]), [])
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return next(csv.reader([f.readline()]), [])
+    except (UnicodeDecodeError, csv.Error):
+        raise ResultsFileError(f"{path} is not a CSV seqbench wrote (not UTF-8 text); refusing to "
+                               "append, file untouched") from None
+
+
+def _parse_lines(f) -> Iterator[tuple[int, list[str] | None, str]]:
+    """(line number, fields or None if the line is malformed, the line) for every non-blank line
+    of ``f`` (opened with ``newline=""``), one physical line per row. A last line without its
+    newline is torn (a writer killed mid-row) and malformed whatever its fields."""
+    for number, line in enumerate(f, 1):
+        if not line.strip("\r\n"):
+            continue
+        if not line.endswith(("\n", "\r")):
+            yield number, None, line
+            continue
+        try:
+            yield number, next(csv.reader([line], strict=True)), line
+        except csv.Error:
+            yield number, None, line
 
 
 def _upgrade(path: Path, old: list[str], columns: Sequence[str]) -> None:
     """Rewrite ``path`` with ``columns`` (a superset of ``old``), keeping every old row."""
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        rows = [dict(zip(old, r)) for r in reader if len(r) == len(old)]
+    rows, dropped = [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = _parse_lines(f)
+        next(lines, None)  # the header
+        for number, r, _ in lines:
+            if r is not None and len(r) == len(old):
+                rows.append(dict(zip(old, r)))
+            else:
+                dropped.append(str(number))
+    if dropped:
+        warnings.warn(f"{path}: dropped {len(dropped)} malformed line(s) (torn or damaged; line "
+                      f"{', '.join(dropped[:10])}) while adding the new columns", stacklevel=3)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write(_csv_text(rows, columns, header=True))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            f.write(_csv_text(rows, columns, header=True))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # left only when writing it failed (disk full): the file is untouched
+
+
+def _torn_header(path: Path, columns: Sequence[str]) -> bool:
+    """True if ``path`` holds nothing but the beginning of seqbench's header line: its first
+    writer was killed while writing it (a user's file is never mistaken for one)."""
+    header = _csv_text([], columns, header=True).encode()
+    if path.stat().st_size >= len(header):
+        return False
+    content = path.read_bytes()
+    return b"\n" not in content and header.startswith(content)
 
 
 def _refuse_foreign(path: Path, header: list[str], columns: Sequence[str]) -> None:
@@ -121,36 +171,87 @@ def check_appendable(path: str | os.PathLike, columns: Sequence[str]) -> None:
     """Raise the ResultsFileError ``append_rows`` would raise for ``path``, now: a run checks its
     results file before it trains and writes its folder."""
     path = Path(path)
-    if path.is_file() and path.stat().st_size > 0:
+    _refuse_folder(path)
+    if path.is_file() and path.stat().st_size > 0 and not _torn_header(path, columns):
         _refuse_foreign(path, _read_header(path), columns)
 
 
+def _refuse_folder(path: Path) -> None:
+    """A results file must be a file, in a folder that exists or can be created."""
+    if path.name in ("", "..") or path.is_dir():
+        raise ResultsFileError(f"results file {str(path) or repr('')} is a folder; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ResultsFileError(f"cannot write {path}: {parent} is a file, not a folder")
+            break
+
+
 def append_rows(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[str]) -> None:
-    """Append ``rows`` to the CSV at ``path`` (created with a header if missing), atomically."""
+    """Append ``rows`` to the CSV at ``path`` (created with a header if missing), atomically.
+
+    All rows go in one ``write`` under the lock. If the write fails (disk full, I/O error), the
+    file is truncated back to its size before the append (removed if this append created it)
+    and the OSError is raised: no half-written row is left behind.
+    """
     path = Path(path)
+    _refuse_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(columns)
+    body = _csv_text(rows, columns, header=False).encode()  # bad rows fail before any writing
     with locked(path):
-        exists = path.exists() and path.stat().st_size > 0
+        existed = path.exists()
+        exists = existed and path.stat().st_size > 0 and not _torn_header(path, columns)
         if exists:
             header = _read_header(path)
             if header != columns:
                 _refuse_foreign(path, header, columns)
                 _upgrade(path, header, columns)
-        data = _csv_text(rows, columns, header=not exists).encode()
+        data = (_csv_text([], columns, header=True).encode() if not exists else b"") + body
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            if exists and _ends_torn(fd):
-                data = b"\n" + data  # seal a line torn by a killed writer; readers skip it
-            _write_all(fd, data)
-            os.fsync(fd)
+            keep = _cut_torn_tail(fd, path) if exists else 0
+            if not exists:
+                os.ftruncate(fd, 0)  # empty, or a header torn by a killed first writer
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            except OSError as e:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, keep)
+                    if not existed:
+                        path.unlink()
+                if e.filename is None:  # name the file in the message (os.write does not)
+                    raise OSError(e.errno, e.strerror, str(path)) from None
+                raise
         finally:
             os.close(fd)
 
 
-def _ends_torn(fd: int) -> bool:
+def _cut_torn_tail(fd: int, path: Path) -> int:
+    """Cut off a last line without its newline (torn by a writer killed mid-row; the lock is
+    held, so no live writer is behind it), with a warning; return the file's size after."""
     size = os.fstat(fd).st_size
-    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    keep, pos = 0, size
+    while pos > 0:
+        start = max(0, pos - (1 << 16))
+        i = os.pread(fd, pos - start, start).rfind(b"\n")
+        if i >= 0:
+            keep = start + i + 1
+            break
+        pos = start
+    lines, pos = 1, 0
+    while pos < keep:  # the torn line's number, for the report
+        chunk = os.pread(fd, min(1 << 20, keep - pos), pos)
+        lines += chunk.count(b"\n")
+        pos += len(chunk)
+    torn = os.pread(fd, min(60, size - keep), keep).decode("utf-8", "replace")
+    warnings.warn(f"{path}: removed the torn last line {lines} ({size - keep} bytes, {torn!r}...) "
+                  "left by a writer killed mid-row", stacklevel=3)
+    os.ftruncate(fd, keep)
+    return keep
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
@@ -158,29 +259,33 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"results file {path} does not exist")
-    # Rows are checked against the header here, not by pandas: pandas pads a row with too few
-    # fields (the usual torn line) with NaN instead of reporting it.
-    bad: list[str] = []
+    # Rows are checked against the header here, one physical line each, not by pandas: pandas pads
+    # a row with too few fields (the usual torn line) with NaN instead of reporting it, and a torn
+    # quoted field would swallow the lines after it.
+    bad: list[tuple[int, str]] = []
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     try:
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
+        with open(path, newline="", encoding="utf-8") as f:
+            lines = _parse_lines(f)
+            first = next(lines, None)
+            if first is None:
                 raise ResultsFileError(f"cannot read {path} as a CSV: the file is empty")
+            header = first[1] if first[1] is not None else next(csv.reader([first[2]]))
             writer.writerow(header)
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    bad.append(f"line {reader.line_num}: {','.join(row)[:60]}")
+            for number, row, line in lines:
+                if row is None or len(row) != len(header):
+                    bad.append((number, line.rstrip("\r\n")))
                     continue
                 writer.writerow(row)
         buf.seek(0)
-        df = pd.read_csv(buf)
+        # identifiers stay text: a config id such as "0123e4567890" must not become a float
+        ids = {c: str for c in ("run_id", "config_id", "probe_id", "label") if c in header}
+        df = pd.read_csv(buf, dtype=ids)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as e:
         raise ResultsFileError(f"cannot read {path} as a CSV: {e}") from None
     if bad:
-        warnings.warn(f"{path}: skipped {len(bad)} malformed line(s), e.g. {bad[0]!r}", stacklevel=2)
+        numbers = ", ".join(str(n) for n, _ in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        warnings.warn(f"{path}: skipped {len(bad)} malformed line(s) (torn or damaged; line "
+                      f"{numbers}), e.g. line {bad[0][0]}: {bad[0][1][:60]!r}", stacklevel=2)
     return df

@@ -15,6 +15,8 @@ import contextlib
 import csv
 import json
 import os
+import pickle
+import re
 import signal
 import threading
 import time
@@ -128,7 +130,21 @@ def load_checkpoint(run_dir: Path) -> dict:
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"no checkpoint in {run_dir} (run with --checkpoint-every N to make one)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found:  # an object that would run code when loaded (torch names its global)
+            raise ConfigError(f"refusing to load {path}: it holds {found.group(1)}, not only "
+                              "tensors and plain values (checkpoints load with weights_only=True)"
+                              ) from None
+        raise ConfigError(f"cannot load {path}: not a seqbench checkpoint") from None
+    except (RuntimeError, EOFError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"cannot load {path}: damaged or not a checkpoint ({first[:100]})") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"cannot load {path}: not a seqbench checkpoint")
+    return state
 
 
 def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool = False,
@@ -168,11 +184,19 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no config.json)")
-    saved = json.loads(config_path.read_text())
-    meta = {k: saved.pop(k) for k in ("run_id", "config_id", "started_at", "checkpoint_every")
-            if k in saved}
-    overrides = {k: v for k, v in {"device": device, "threads": threads}.items() if v is not None}
-    cfg = RunConfig.from_dict({**saved, **overrides}).validate()
+    try:
+        saved = json.loads(config_path.read_text(encoding="utf-8"))
+        meta = {k: saved.pop(k) for k in ("run_id", "config_id", "started_at", "checkpoint_every")
+                if k in saved}
+        overrides = {k: v for k, v in {"device": device, "threads": threads}.items()
+                     if v is not None}
+        cfg = RunConfig.from_dict({**saved, **overrides}).validate()
+        checkpoint_every = int(meta.get("checkpoint_every", 0))
+    except ConfigError as e:
+        raise ConfigError(f"{config_path}: {e}") from None
+    except (ValueError, TypeError, AttributeError) as e:  # hand-edited or damaged JSON
+        raise ConfigError(f"{config_path} is not a seqbench run config "
+                          f"({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
     state = load_checkpoint(run_dir)
     out = run_dir.parent.parent
     check_appendable(out / "runs.csv", RUN_COLUMNS)
@@ -184,7 +208,11 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
             raise ConfigError(f"run {run_dir.name} already finished (status {done[-1]}); "
                               "nothing to resume")
     trainer = Trainer(cfg, resolve_device(cfg.device))
-    trainer.load_state_dict(state)
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"{run_dir / CHECKPOINT} does not fit the run's config.json "
+                          f"({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
     step = trainer.step
     _rewrite_csv(run_dir / "curve.csv", CURVE_COLUMNS, [asdict(p) for p in trainer.curve])
     grads_path = run_dir / "grads.csv"
@@ -192,7 +220,7 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
         kept = [r for r in _read_dict_rows(grads_path) if int(r["step"]) < step]
         _rewrite_csv(grads_path, GRADS_COLUMNS, kept)
     return _drive(trainer, run_dir, out, meta.get("started_at", ""), quiet, progress_stream,
-                  int(meta.get("checkpoint_every", 0)), handle_signals)
+                  checkpoint_every, handle_signals)
 
 
 def _read_dict_rows(path: Path) -> list[dict]:

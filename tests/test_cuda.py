@@ -29,8 +29,9 @@ def test_cudnn_and_hand_agree_on_the_gpu(cell, layers):
     outs = [m(batch.inputs, task.readout_steps(100)) for m in twins]
     for out in outs:
         task.loss(out, batch.targets).backward()
+    # cuDNN and cuBLAS sum in other orders than the CPU kernels: float32 parity to 1e-4 here
     rel = ((outs[0] - outs[1]).norm() / outs[0].norm()).item()
-    assert rel < 1e-5
+    assert rel < 1e-4
     for p, q in zip(twins[0].parameters(), twins[1].parameters()):
         assert ((p.grad - q.grad).norm() / q.grad.norm()).item() < 1e-4
 

@@ -100,17 +100,54 @@ def test_upgrade_with_reordered_subset(tmp_path):
     assert rows == [COLS, ["r1", "adding", "", ""], ["r2", "copy", "", ""]]
 
 
-def test_torn_last_line_is_sealed_and_skipped_on_reading(tmp_path):
+def test_torn_last_line_is_skipped_on_reading_and_cut_by_the_next_append(tmp_path):
     path = tmp_path / "runs.csv"
     append_rows(path, [{"run_id": "a", "task": "adding", "final_loss": 0.5, "note": "ok"}], COLS)
     with open(path, "a") as f:
         f.write("b,cop")  # a writer killed mid-row: no newline, too few fields
-    append_rows(path, [{"run_id": "c", "task": "copy", "final_loss": 0.25, "note": "ok"}], COLS)
-    assert lines(path) == [",".join(COLS), "a,adding,0.5,ok", "b,cop", "c,copy,0.25,ok", ""]
-    with pytest.warns(UserWarning, match=r"skipped 1 malformed line.*b,cop"):
+    with pytest.warns(UserWarning, match=r"skipped 1 malformed line.*line 3: 'b,cop'"):
+        assert list(read_results(path)["run_id"]) == ["a"]
+    with pytest.warns(UserWarning, match=r"removed the torn last line 3 \(5 bytes, 'b,cop'"):
+        append_rows(path, [{"run_id": "c", "task": "copy", "final_loss": 0.25, "note": "ok"}], COLS)
+    assert lines(path) == [",".join(COLS), "a,adding,0.5,ok", "c,copy,0.25,ok", ""]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         df = read_results(path)
     assert list(df["run_id"]) == ["a", "c"]
     assert list(df["final_loss"]) == [0.5, 0.25]
+
+
+def test_torn_last_line_with_every_field_is_still_torn(tmp_path):
+    """Killed inside the last field: the right number of fields, but no newline."""
+    path = tmp_path / "runs.csv"
+    path.write_text(",".join(COLS) + "\na,adding,0.5,complete\nb,copy,0.25,trunc")
+    with pytest.warns(UserWarning, match=r"skipped 1 malformed line.*line 3"):
+        df = read_results(path)
+    assert list(df["run_id"]) == ["a"]
+
+
+def test_torn_quoted_field_does_not_swallow_the_lines_after_it(tmp_path):
+    """A legacy file where a torn row opening a quote was sealed with a newline: every other
+    row is still read (one physical line per row)."""
+    path = tmp_path / "runs.csv"
+    path.write_text(",".join(COLS) + '\na,adding,0.5,ok\nb,copy,0.25,"x, y\nc,copy,1.0,"p, q"\n'
+                    'd,adding,2.0,ok\n')
+    with pytest.warns(UserWarning, match=r"skipped 1 malformed line.*line 3"):
+        df = read_results(path)
+    assert list(df["run_id"]) == ["a", "c", "d"] and df["note"].tolist() == ["ok", "p, q", "ok"]
+
+
+def test_line_breaks_in_values_are_written_as_spaces(tmp_path):
+    path = tmp_path / "runs.csv"
+    append_rows(path, [{"run_id": "a", "note": "two\nlines\r\nthree\rfour"}], COLS)
+    assert lines(path) == [",".join(COLS), "a,,,two lines three four", ""]
+
+
+def test_header_torn_by_a_killed_first_writer_is_rewritten(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text("run_id,ta")  # the first writer died inside the header
+    append_rows(path, [{"run_id": "a"}], COLS)
+    assert parsed(path) == [COLS, ["a", "", "", ""]]
 
 
 def test_torn_line_with_too_many_fields_is_skipped(tmp_path):

@@ -22,6 +22,14 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _one_line(message: str) -> str:
+    """An error message on one line, even when it quotes input with line breaks."""
+    return " ".join(message.splitlines())
+
+
 class SeqbenchGroup(click.Group):
     """A click group whose usage errors are one line (no usage block) and exit with 2."""
 
@@ -29,12 +37,15 @@ class SeqbenchGroup(click.Group):
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                               standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as e:  # `seqbench`, `seqbench plot` alone: their help (click 8.1 too)
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
         except click.UsageError as e:
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
-            click.echo(f"Error: {e.format_message()}{hint}", err=True)
+            click.echo(f"Error: {_one_line(e.format_message())}{hint}", err=True)
             sys.exit(2)
         except click.ClickException as e:
-            e.show()
+            click.echo(f"Error: {_one_line(e.format_message())}", err=True)
             sys.exit(e.exit_code)
         except click.Abort:
             click.echo("Aborted.", err=True)
@@ -87,3 +98,4 @@ from seqbench.cli import grads  # noqa: E402, F401
 from seqbench.cli import sweep  # noqa: E402, F401
 from seqbench.cli import plot  # noqa: E402, F401
 from seqbench.cli import leaderboard  # noqa: E402, F401
+from seqbench.cli import bench  # noqa: E402, F401

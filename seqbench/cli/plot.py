@@ -15,9 +15,12 @@ def plot():
     """Draw figures from seqbench's CSVs (PNG by default; the -o suffix picks the format)."""
 
 
-def save_figure(fig, out: str) -> None:
-    """Save to ``out`` (format from the suffix), creating its folder; one line on stdout."""
-    path = Path(out)
+def save_figure(fig, out) -> None:
+    """Save to ``out`` (format from the suffix, PNG by default), creating its folder; one line
+    on stdout. The box is fitted to the figure, so legends placed outside the axes are kept."""
+    from seqbench.plots import output_path
+
+    path = output_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight")
     click.echo(f"wrote {path}")
@@ -53,15 +56,17 @@ def decay(sources, output, task, seq_len, labels, at, by_family, layer, cell_sta
       seqbench plot decay results/runs --task delayed_recall --at init --at end
     """
     from seqbench.grads import read_grads, series_name
+    from seqbench.plots import output_path
     from seqbench.plots.decay import plot_decay
 
+    path = output_path(output)  # a bad -o fails before any work
     df = read_grads(sources)
     if labels:
         names = [series_name(r) for r in df.to_dict("records")]
         df = df[[n in labels for n in names]]
     fig = plot_decay(df, task=task, seq_len=seq_len, layer=layer, cell_state=cell_state,
                      title=title, at=list(at) or None, by_family=by_family)
-    save_figure(fig, output)
+    save_figure(fig, path)
 
 
 # -- run results: solve rate, loss / baseline, learning curves (seqbench.plots.runs) ----------------
@@ -124,7 +129,7 @@ def loss(runs_csv, output, task, title):
 @click.argument("sources", nargs=-1, type=click.Path(exists=True))
 @click.option("-o", "--output", default=None,
               help="Output file; the suffix picks the format (PNG without one) "
-                   "[default: results/figures/curves.png].")
+                   "[default: figures/curves.png beside the runs CSV, or under results/].")
 @click.option("--task", type=click.Choice(TASKS), default=None, help="Runs of this task (CSV).")
 @click.option("--seq-len", "-T", type=int, default=None, help="Runs of this lag (CSV).")
 @click.option("--cell", type=click.Choice(CELLS), default=None, help="Runs of this cell (CSV).")
@@ -162,5 +167,7 @@ def curves(sources, output, task, seq_len, cell, label, seed, metric, title):
                           "CSV; with run folders, list the folders you want")
     else:
         dirs = sources
-    path = output_path(output if output is not None else "results/figures/curves.png")
+    if output is None:
+        output = (files[0].parent if files else Path("results")) / "figures" / "curves.png"
+    path = output_path(output)
     save_figure(curves_figure(dirs, metric=metric, title=title), path)

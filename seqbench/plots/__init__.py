@@ -38,7 +38,11 @@ def impl_linestyle(impl: str):
 
 def output_path(path: str | os.PathLike) -> Path:
     """``path`` with ``.png`` added when it has no suffix; an unknown format is a ConfigError."""
+    if not str(path).strip() or not Path(path).name or Path(path).name in (".", ".."):
+        raise ConfigError(f"-o must name a figure file, got {str(path)!r}")
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"-o {path} is a directory; give a file name, e.g. {path / 'figure.png'}")
     if not path.suffix:
         path = path.with_name(path.name + ".png")
     fmt = path.suffix[1:].lower()

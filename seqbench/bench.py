@@ -1,0 +1,288 @@
+"""Speed of the recurrent cells: ``seqbench bench``.
+
+For each cell x implementation x T, on a batch of the task (default: the adding problem), with the
+full :class:`~seqbench.model.SequenceModel`, it measures
+
+- **ms per training step**: forward, loss, backward, Adam step (what ``seqbench run`` repeats),
+  and the sequences per second that makes;
+- **hand / builtin**: the ratio of the two implementations' step times, measured in the same run;
+- **probe / step**: the cost of one gradient probe (``seqbench.probe.probe``: dL/dh_t for every
+  lag, one forward and backward through zero probe tensors for ``hand``; chunks through the fused
+  kernel for ``builtin``) relative to one training step of the same implementation;
+- **2T / T**: the time at twice the length over the time at T (linear scaling gives 2), for
+  training and for the probe.
+
+How: every measured variant of one (cell, T) group (implementation x {train, probe} x {T, 2T}) is
+warmed up first (oneDNN pays a first-call cost per shape), then the variants are timed in turn,
+round-robin, ``repeats`` times, the order reversed every other round, so that slow drifts of a
+shared machine's load hit all of them alike; each number is the median over the rounds. On CUDA
+the device is synchronized before every clock reading. The 1-minute load average before and after
+each group is recorded: compare ratios, and repeat a group measured under high load.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import torch
+
+from seqbench.cells import CellConfig
+from seqbench.choices import CELLS, IMPLS, TASKS
+from seqbench.errors import ConfigError
+from seqbench.model import SequenceModel, build_model
+from seqbench.provenance import environment, kernel, resolve_device
+from seqbench.tasks import Batch, Task, make_task
+
+BENCH_COLUMNS = [
+    "bench_id", "started_at", "task", "cell", "impl", "kernel", "seq_len", "total_steps",
+    "batch", "hidden", "layers", "repeats",
+    "ms_step", "ms_step_min", "seq_per_s", "ratio_to_builtin",
+    "ms_probe", "probe_ratio",
+    "ms_step_2t", "scale_2t", "ms_probe_2t", "probe_scale_2t",
+    "load_before", "load_after",
+    "device", "device_name", "threads", "torch_version", "cudnn_version", "onednn_version",
+    "seqbench_version", "git_commit",
+]
+
+
+@dataclass
+class BenchConfig:
+    """What ``seqbench bench`` measures. The defaults are the project's reference grid."""
+
+    cells: tuple[str, ...] = CELLS
+    impls: tuple[str, ...] = IMPLS
+    seq_lens: tuple[int, ...] = (100, 1000)
+    batch: int = 64
+    hidden: int = 128
+    layers: int = 1
+    repeats: int = 5
+    warmup: int = 1
+    threads: int | None = None
+    device: str = "auto"
+    task: str = "adding"
+    probe: bool = True  # also time one gradient probe per implementation
+    scaling: bool = True  # also time 2T, for the 2T / T ratio
+    seed: int = 0
+
+    def validate(self) -> BenchConfig:
+        for name, values, allowed in (("cell", self.cells, CELLS), ("impl", self.impls, IMPLS)):
+            if not values:
+                raise ConfigError(f"no {name} given; allowed: {', '.join(allowed)}")
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise ConfigError(f"unknown {name} {bad[0]!r}; allowed: {', '.join(allowed)}")
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; allowed: {', '.join(TASKS)}")
+        if not self.seq_lens:
+            raise ConfigError("no seq_len given")
+        task = make_task(self.task)
+        for T in self.seq_lens:
+            task.check_seq_len(T)
+        for name in ("batch", "hidden", "layers", "repeats"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ConfigError(f"warmup must be >= 0, got {self.warmup}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        return self
+
+
+@dataclass
+class Timings:
+    """Median seconds per call of each variant (impl, kind, T) of one group, and the raw data."""
+
+    samples: dict[tuple[str, str, int], list[float]] = field(default_factory=dict)
+
+    def median(self, impl: str, kind: str, T: int) -> float:
+        s = self.samples.get((impl, kind, T))
+        return statistics.median(s) if s else float("nan")
+
+    def min(self, impl: str, kind: str, T: int) -> float:
+        s = self.samples.get((impl, kind, T))
+        return min(s) if s else float("nan")
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return float("nan")
+
+
+def train_step_fn(model: SequenceModel, optimizer: torch.optim.Optimizer, task: Task, batch: Batch,
+                  seq_len: int) -> Callable[[], None]:
+    """One training step: forward, loss, backward, Adam step."""
+    readout = task.readout_steps(seq_len)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = task.loss(model(batch.inputs, readout), batch.targets)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def probe_fn(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> Callable[[], None] | None:
+    """One gradient probe (seqbench.probe.probe), or None where it is not available."""
+    try:
+        from seqbench.probe import probe
+    except ImportError:  # pragma: no cover - seqbench.probe ships with seqbench
+        return None
+
+    def run() -> None:
+        probe(model, task, batch, seq_len)
+
+    return run
+
+
+def time_round_robin(fns: dict, repeats: int, warmup: int, device: torch.device) -> Timings:
+    """Warm every function up, then time them in turn, ``repeats`` rounds, alternating order."""
+    for _ in range(max(warmup, 1)):
+        for fn in fns.values():
+            fn()
+    timings = Timings({key: [] for key in fns})
+    keys = list(fns)
+    for r in range(repeats):
+        for key in keys if r % 2 == 0 else reversed(keys):
+            _synchronize(device)
+            t0 = time.perf_counter()
+            fns[key]()
+            _synchronize(device)
+            timings.samples[key].append(time.perf_counter() - t0)
+    return timings
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 and math.isfinite(a) and math.isfinite(b) else float("nan")
+
+
+def bench_group(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: torch.device,
+                models: dict[str, tuple[SequenceModel, torch.optim.Optimizer]]) -> Timings:
+    """Time every variant of one (cell, T) group in one round-robin."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    lens = (seq_len, 2 * seq_len) if cfg.scaling else (seq_len,)
+    fns = {}
+    for T in lens:
+        batch = task.sample(T, cfg.batch, gen).to(device)
+        for impl, (model, optimizer) in models.items():
+            fns[(impl, "train", T)] = train_step_fn(model, optimizer, task, batch, T)
+            probe = probe_fn(model, task, batch, T) if cfg.probe else None
+            if probe is not None:
+                fns[(impl, "probe", T)] = probe
+    return time_round_robin(fns, cfg.repeats, cfg.warmup, device)
+
+
+def group_rows(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: torch.device,
+               timings: Timings, models: dict, common: dict) -> list[dict]:
+    rows = []
+    T, T2 = seq_len, 2 * seq_len
+    builtin = timings.median("builtin", "train", T)
+    for impl, (model, _) in models.items():
+        step = timings.median(impl, "train", T)
+        probe = timings.median(impl, "probe", T)
+        hand_kernel = "hand (fused)" if getattr(model.rnn, "fused", False) else "hand (autograd)"
+        rows.append({
+            **common,
+            "cell": cell, "impl": impl, "seq_len": T, "total_steps": task.total_steps(T),
+            "kernel": hand_kernel if impl == "hand" else kernel(cell, impl, device),
+            "ms_step": step * 1e3, "ms_step_min": timings.min(impl, "train", T) * 1e3,
+            "seq_per_s": _ratio(cfg.batch, step),
+            "ratio_to_builtin": _ratio(step, builtin),
+            "ms_probe": probe * 1e3, "probe_ratio": _ratio(probe, step),
+            "ms_step_2t": timings.median(impl, "train", T2) * 1e3,
+            "scale_2t": _ratio(timings.median(impl, "train", T2), step),
+            "ms_probe_2t": timings.median(impl, "probe", T2) * 1e3,
+            "probe_scale_2t": _ratio(timings.median(impl, "probe", T2), probe),
+        })
+    return rows
+
+
+def run_bench(cfg: BenchConfig, on_group: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Measure the grid ``cfg`` describes; returns one row (over BENCH_COLUMNS) per cell x impl x T.
+
+    ``on_group(rows)`` is called after each (cell, T) group. The thread count is set for the
+    duration of the call (``cfg.threads``) and restored afterwards.
+    """
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    task = make_task(cfg.task)
+    old_threads = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    started = datetime.now(timezone.utc)
+    common = {
+        "bench_id": started.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}",
+        "started_at": started.isoformat(timespec="seconds"),
+        "task": task.name, "batch": cfg.batch, "hidden": cfg.hidden, "layers": cfg.layers,
+        "repeats": cfg.repeats,
+        **environment(device, torch.get_num_threads()),
+    }
+    rows: list[dict] = []
+    try:
+        for cell in cfg.cells:
+            models = {}
+            for impl in cfg.impls:
+                cell_cfg = CellConfig(cell=cell, impl=impl, hidden=cfg.hidden, layers=cfg.layers)
+                model = build_model(task, cell_cfg, cfg.seed).to(device)
+                models[impl] = (model, torch.optim.Adam(model.parameters(), lr=1e-3))
+            for T in cfg.seq_lens:
+                load_before = _load()
+                timings = bench_group(cfg, task, cell, T, device, models)
+                group = group_rows(cfg, task, cell, T, device, timings, models,
+                                   {**common, "load_before": load_before, "load_after": _load()})
+                rows += group
+                if on_group:
+                    on_group(group)
+    finally:
+        torch.set_num_threads(old_threads)
+    return rows
+
+
+# -- presentation ---------------------------------------------------------------------------------
+
+TABLE = [  # (header, column, format)
+    ("cell", "cell", "{}"), ("impl", "impl", "{}"), ("T", "seq_len", "{}"),
+    ("ms/step", "ms_step", "{:.1f}"), ("seq/s", "seq_per_s", "{:.0f}"),
+    ("hand/builtin", "ratio_to_builtin", "{:.2f}"),
+    ("probe ms", "ms_probe", "{:.1f}"), ("probe/step", "probe_ratio", "{:.2f}"),
+    ("2T/T step", "scale_2t", "{:.2f}"), ("2T/T probe", "probe_scale_2t", "{:.2f}"),
+    ("load", "load_before", "{:.1f}"),
+]
+
+
+def _cell_text(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return fmt.format(value)
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """An aligned text table of bench rows (text left, numbers right)."""
+    header = [h for h, _, _ in TABLE]
+    body = [[_cell_text(row.get(col), fmt) for _, col, fmt in TABLE] for row in rows]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    numeric = [fmt != "{}" or col == "seq_len" for _, col, fmt in TABLE]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if num else c.ljust(w)
+                         for c, w, num in zip(cells, widths, numeric)).rstrip()
+
+    return "\n".join([line(header), *(line(r) for r in body)])
+
+
+def describe(cfg: BenchConfig) -> str:
+    d = asdict(cfg)
+    return ", ".join(f"{k}={v}" for k, v in d.items())

@@ -1,0 +1,72 @@
+"""``seqbench bench``: time the cells (ms per training step, hand / builtin, probe cost, 2T / T)."""
+
+from __future__ import annotations
+
+import click
+
+from seqbench.choices import CELLS, DEVICES, IMPLS, TASKS
+from seqbench.cli import cli, config_errors
+
+
+@cli.command()
+@click.option("--cell", type=click.Choice(CELLS), multiple=True, default=CELLS, show_default=True,
+              help="Cells to time (repeatable).")
+@click.option("--impl", type=click.Choice(IMPLS), multiple=True, default=IMPLS, show_default=True,
+              help="Implementations to time (repeatable); the ratio needs builtin.")
+@click.option("--seq-len", "-T", type=click.IntRange(min=1), multiple=True, default=(100, 1000),
+              show_default=True, help="Lags T to time (repeatable); 2T is timed too for the scaling.")
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--task", type=click.Choice(TASKS), default="adding", show_default=True,
+              help="Task whose batches are fed.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Timed rounds per variant (the median is reported).")
+@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Untimed calls per variant before timing.")
+@click.option("--probe/--no-probe", default=True, show_default=True,
+              help="Also time one gradient probe per implementation.")
+@click.option("--scaling/--no-scaling", default=True, show_default=True,
+              help="Also time 2T (for the 2T / T ratio).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch CPU threads [default: torch's choice].")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="auto picks CUDA when present.")
+@click.option("--out", type=click.Path(dir_okay=False), default="results/bench.csv",
+              show_default=True, help="CSV the rows are appended to.")
+@click.option("--quiet", "-q", is_flag=True, help="No per-group progress lines on stderr.")
+@config_errors
+def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, probe, scaling,
+          threads, device, out, quiet):
+    """Time a training step of each cell x implementation x T; append to OUT.
+
+    Hand and builtin are timed in turn in one run (warm-up first, median of repeats), so their
+    ratio is fair on a busy machine; compare ratios, not absolute times, across runs.
+
+    \b
+    Examples:
+      seqbench bench
+      seqbench bench --cell lstm --seq-len 100 --seq-len 1000 --batch 64 --hidden 128
+    """
+    from seqbench.bench import BENCH_COLUMNS, BenchConfig, format_table, run_bench
+    from seqbench.provenance import resolve_device
+    from seqbench.results import append_rows, check_appendable
+
+    cfg = BenchConfig(cells=tuple(dict.fromkeys(cell)), impls=tuple(dict.fromkeys(impl)),
+                      seq_lens=tuple(dict.fromkeys(seq_len)), batch=batch, hidden=hidden,
+                      layers=layers, repeats=repeats, warmup=warmup, threads=threads, device=device,
+                      task=task, probe=probe, scaling=scaling).validate()
+    resolve_device(cfg.device)  # fail before any work
+    check_appendable(out, BENCH_COLUMNS)
+
+    def on_group(rows):
+        if not quiet:
+            r = rows[0]
+            parts = ", ".join(f"{x['impl']} {x['ms_step']:.1f} ms" for x in rows)
+            click.echo(f"{r['cell']} T={r['seq_len']}: {parts} (load {r['load_before']:.1f})",
+                       err=True)
+
+    rows = run_bench(cfg, on_group=on_group)
+    click.echo(format_table(rows))
+    append_rows(out, rows, BENCH_COLUMNS)
+    click.echo(f"{len(rows)} rows appended to {out}")

@@ -1,0 +1,581 @@
+"""Fused whole-sequence recurrent layers: one ``torch.autograd.Function`` per cell.
+
+The plain-autograd layers in :mod:`seqbench.cells` record a graph of about ten nodes per time step,
+and their backward allocates a fresh tensor for every node. The functions here compute the same
+equations (PyTorch's: gate order i, f, g, o for the LSTM; r, z, n for the GRU with b_hn inside
+r * (W_hn h + b_hn)) over a whole sequence of one layer, and do by hand what autograd would do:
+
+forward
+    the input projection of all steps (biases folded in) is one matrix product into a (T, B, G)
+    buffer; each step then does one in-place ``addmm_`` for the recurrent product and in-place
+    pointwise ops on preallocated buffers. What the backward needs is written, while it is still
+    in cache, into preallocated (T, B, .) buffers (for the LSTM the local derivative factors of
+    the gates, for the GRU the gates and W_hn h + b_hn); nothing else is kept.
+backward
+    the loop over steps does only the sequential work: dh_{t-1} = dgates_t W_hh (plus the direct
+    paths) and the gate gradients, a few pointwise ops per step into preallocated buffers. The
+    weight gradients dW_hh, dW_ih, the bias gradients and the gradient of the input are computed
+    after the loop, for all steps at once, one matrix product (or one sum) each.
+
+Probes: optional tensors ``probe_h`` / ``probe_c`` of shape (T, B, H), added to h_t / c_t in the
+forward pass (zeros in practice, so the function is unchanged). Their gradient is exactly
+dL/dh_t / dL/dc_t, the total gradient arriving at h_t / c_t, for every t; the backward writes it
+straight into the returned gradient buffer, at no extra cost.
+
+Workspace: on the CPU, large fresh buffers cost more than the arithmetic done in them (the kernel
+maps and zero-fills every page on first touch, about 0.6 ms per MB here; shared/REFERENCES.md
+section 5), so internal (T, B, .) buffers come from a small pool of reusable blocks (``WORKSPACE``;
+``WORKSPACE.clear()`` frees it). Buffers saved for the backward are returned to the pool by the
+backward; a second backward through the same graph (``retain_graph=True``) recomputes them from the
+saved inputs. Tensors handed to the caller (outputs, gradients) are always fresh.
+
+Any device and floating dtype (float32, float64): only device-agnostic torch ops are used (on CUDA
+the caching allocator replaces the pool). Double backward is not supported. Shapes: x (T, B, I);
+h0, c0 (B, H); w_ih (G*H, I); w_hh (G*H, H); biases (G*H,) or None; G = 1 (rnn), 4 (lstm), 3 (gru).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+__all__ = ["ACTIVATIONS", "WORKSPACE", "gru", "lstm", "rnn"]
+
+ACTIVATIONS = ("tanh", "relu", "leaky_relu", "elu", "linear")
+#: slope of leaky_relu, as in seqbench.cells.ACTIVATIONS (F.leaky_relu's default)
+LEAKY_SLOPE = 0.01
+
+_aten = torch.ops.aten
+_sigmoid_backward = _aten.sigmoid_backward.grad_input  # grad * y * (1 - y)
+_tanh_backward = _aten.tanh_backward.grad_input  # grad * (1 - y^2)
+
+
+def _tanh(x: Tensor, out: Tensor, minus_one: Tensor) -> Tensor:
+    """out = tanh(x) as 2 sigmoid(2x) - 1 (the same function; to within an absolute 1 ulp of 1).
+
+    On this CPU ``torch.tanh`` of a (64, 128) block costs 3-5x a ``sigmoid`` (a slow vectorized
+    tanh), and is run on two threads, which on a busy machine waits for a free core at every step;
+    the three cheap serial ops here are faster on both counts."""
+    torch.add(x, x, out=out)  # 2x (exact; faster than a multiply by a scalar here)
+    out.sigmoid_()
+    return torch.add(minus_one, out, alpha=2, out=out)
+
+
+def _act_forward(name: str, like: Tensor):
+    """In-place activation ``f(y)``, or None for the identity."""
+    minus_one = like.new_full((), -1.0)
+    return {
+        "tanh": lambda y: _tanh(y, y, minus_one),
+        "relu": torch.relu_,
+        "leaky_relu": lambda y: torch._C._nn.leaky_relu_(y, LEAKY_SLOPE),
+        "elu": torch._C._nn.elu_,  # alpha 1
+        "linear": None,
+    }[name]
+
+
+def _act_backward(name: str):
+    """``f(grad, y, out)``: out = grad * act'(pre), from the activation's *output* y; None for
+    the identity."""
+    return {
+        "tanh": lambda g, y, out: _tanh_backward(g, y, grad_input=out),
+        "relu": lambda g, y, out: _aten.threshold_backward.grad_input(g, y, 0, grad_input=out),
+        "leaky_relu": lambda g, y, out: _aten.leaky_relu_backward.grad_input(
+            g, y, LEAKY_SLOPE, True, grad_input=out),
+        "elu": lambda g, y, out: _aten.elu_backward.grad_input(
+            g, 1.0, 1.0, 1.0, True, y, grad_input=out),
+        "linear": None,
+    }[name]
+
+
+class Workspace:
+    """A pool of reusable CPU blocks for internal buffers (see the module docstring).
+
+    ``take`` hands out the smallest free block that fits (or a new one), viewed as ``shape``;
+    ``give`` returns blocks. At most ``max_free`` free blocks per dtype are kept (the smallest
+    are dropped first). On other devices ``take`` is ``torch.empty``.
+    """
+
+    def __init__(self, max_free: int = 8):
+        self.max_free = max_free
+        self._free: dict[torch.dtype, list[Tensor]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        if like.device.type != "cpu":
+            return like.new_empty(shape)
+        n = math.prod(shape)
+        block = None
+        with self._lock:
+            free = self._free.get(like.dtype, [])
+            fits = [k for k, b in enumerate(free) if b.numel() >= n]
+            if fits:
+                block = free.pop(min(fits, key=lambda k: free[k].numel()))
+        if block is None:
+            block = like.new_empty(n)
+        return block[:n].view(shape)
+
+    def give(self, *buffers: Tensor | None) -> None:
+        with self._lock:
+            for buf in buffers:
+                if buf is None or buf.device.type != "cpu":
+                    continue
+                block = buf._base if buf._base is not None else buf
+                free = self._free.setdefault(block.dtype, [])
+                if not any(b is block for b in free):
+                    free.append(block)
+                free.sort(key=Tensor.numel, reverse=True)
+                del free[self.max_free :]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(b.numel() * b.element_size() for bs in self._free.values() for b in bs)
+
+
+WORKSPACE = Workspace()
+
+
+def _bias_sum(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+    if b_ih is None:
+        return b_hh
+    return b_ih if b_hh is None else b_ih + b_hh
+
+
+def _project(x: Tensor, w_ih: Tensor, bias: Tensor | None, out: Tensor) -> Tensor:
+    """out (T, B, G) = x W_ih^T (+ bias) for all steps, one matrix product."""
+    T, B, n_in = x.shape
+    flat, out2 = x.reshape(T * B, n_in), out.view(T * B, -1)
+    if bias is not None:
+        torch.addmm(bias, flat, w_ih.t(), out=out2)
+    else:
+        torch.mm(flat, w_ih.t(), out=out2)
+    return out
+
+
+def _weight_grads(need: tuple[bool, bool, bool], dgates: Tensor, x: Tensor, y: Tensor, h0: Tensor,
+                  w_ih: Tensor, ih: tuple[Tensor, int] | None = None):
+    """Gradients of x, w_ih, w_hh for all steps at once (``need``: which of the three).
+
+    dgates: (T, B, G) gradients of the recurrent pre-activations W_hh h_{t-1} (+ b_hh); rows may
+    be strided. y: the layer's outputs h_t. The input pre-activations have the same gradient,
+    except when ``ih = (dxp_n, k)``: then rows k: of w_ih get dxp_n instead (the GRU's n gate).
+    """
+    T, B, G = dgates.shape
+    flat = dgates.reshape(T * B, G)
+    need_x, need_w_ih, need_w_hh = need
+    dx = dw_ih = dw_hh = None
+    if need_w_hh:  # sum_t dgates_t^T h_{t-1}
+        dw_hh = dgates[0].t() @ h0
+        if T > 1:
+            dw_hh.addmm_(flat[B:].t(), y.reshape(T * B, -1)[: (T - 1) * B])
+    x2 = x.reshape(T * B, -1)
+    if ih is None:
+        if need_w_ih:
+            dw_ih = flat.t() @ x2
+        if need_x:
+            dx = (flat @ w_ih).view(T, B, -1)
+    else:
+        dxp_n, k = ih
+        n2 = dxp_n.reshape(T * B, -1)
+        if need_w_ih:
+            dw_ih = torch.empty_like(w_ih)
+            torch.mm(flat[:, :k].t(), x2, out=dw_ih[:k])
+            torch.mm(n2.t(), x2, out=dw_ih[k:])
+        if need_x:
+            dx = torch.addmm(n2 @ w_ih[k:], flat[:, :k], w_ih[:k]).view(T, B, -1)
+    return dx, dw_ih, dw_hh
+
+
+def _bias_grads(need_ih: bool, need_hh: bool, dgates: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """Both biases get the sum over steps and batch of the pre-activation gradients."""
+    if not (need_ih or need_hh):
+        return None, None
+    T, B, G = dgates.shape
+    db = dgates.reshape(T * B, G).sum(0)
+    return (db if need_ih else None), ((db.clone() if need_ih else db) if need_hh else None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Elman RNN:  h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (+ probe_h[t])
+# ------------------------------------------------------------------------------------------------
+
+
+def _rnn_forward(activation, x, h0, w_ih, w_hh, bias, probe_h, pre: Tensor, out: Tensor) -> None:
+    """pre <- act(pre-activations) without the probe; out <- h_t (``out`` may be ``pre``)."""
+    act = _act_forward(activation, x)
+    _project(x, w_ih, bias, pre)
+    w_hh_t = w_hh.t()
+    h = h0
+    for t in range(x.shape[0]):
+        a = pre[t]
+        a.addmm_(h, w_hh_t)
+        if act is not None:
+            act(a)
+        if probe_h is not None:
+            torch.add(a, probe_h[t], out=out[t])
+        h = out[t]
+
+
+class RNNFunction(torch.autograd.Function):
+    """One Elman RNN layer over a whole sequence; see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, activation: str, save: bool, x, h0, w_ih, w_hh, b_ih, b_hh, probe_h):
+        T, B, _ = x.shape
+        H = w_hh.shape[1]
+        out = x.new_empty(T, B, H)
+        # with a probe, act(pre_t) (needed for act') differs from the output h_t: a pooled buffer
+        pre = out if probe_h is None else WORKSPACE.take((T, B, H), x)
+        _rnn_forward(activation, x, h0, w_ih, w_hh, _bias_sum(b_ih, b_hh), probe_h, pre, out)
+        ctx.activation = activation
+        ctx.pre = pre if (save and probe_h is not None) else None
+        if probe_h is not None and not save:
+            WORKSPACE.give(pre)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out)
+        return out, out[T - 1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out, g_hn):
+        x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out = ctx.saved_tensors
+        T, B, H = out.shape
+        need = ctx.needs_input_grad  # (activation, save, x, h0, w_ih, w_hh, b_ih, b_hh, probe_h)
+        pre = out
+        if probe_h is not None:
+            pre, ctx.pre = ctx.pre, None
+            if pre is None:  # a second backward through this graph: recompute
+                pre = WORKSPACE.take((T, B, H), x)
+                _rnn_forward(ctx.activation, x, h0, w_ih, w_hh, _bias_sum(b_ih, b_hh), probe_h,
+                             pre, torch.empty_like(out))
+        act_bwd = _act_backward(ctx.activation)
+        # dh_t (the total gradient arriving at h_t) is written straight into the probe's gradient
+        probe_grad = need[8]
+        if act_bwd is None:  # identity: dpre_t = dh_t
+            dpre = torch.empty_like(out) if probe_grad else WORKSPACE.take((T, B, H), out)
+            dh_all = dpre
+        else:
+            dpre = WORKSPACE.take((T, B, H), out)
+            dh_all = torch.empty_like(out) if probe_grad else None
+        dh_buf = torch.empty_like(h0)
+        for t in range(T - 1, -1, -1):
+            dh = dh_all[t] if dh_all is not None else dh_buf
+            if t == T - 1:
+                torch.add(g_out[t], g_hn, out=dh)
+            else:
+                torch.addmm(g_out[t], dpre[t + 1], w_hh, out=dh)
+            if act_bwd is not None:
+                act_bwd(dh, pre[t], dpre[t])
+        dx, dw_ih, dw_hh = _weight_grads((need[2], need[4], need[5]), dpre, x, out, h0, w_ih)
+        dh0 = dpre[0] @ w_hh if need[3] else None
+        db_ih, db_hh = _bias_grads(need[6], need[7], dpre)
+        if pre is not out:
+            WORKSPACE.give(pre)
+        if dpre is not dh_all:
+            WORKSPACE.give(dpre)
+        return None, None, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_all if probe_grad else None
+
+
+# ------------------------------------------------------------------------------------------------
+# LSTM (PyTorch's equations, gates i, f, g, o)
+#   c_t = f * c_{t-1} + i * g (+ probe_c[t])        h_t = o * tanh(c_t) (+ probe_h[t])
+# ------------------------------------------------------------------------------------------------
+
+
+def _stacked_inputs(x: Tensor, h0: Tensor, bias: Tensor | None) -> Tensor:
+    """A pooled (T, B, H + I (+ 1)) buffer: row t holds [h_{t-1}, x_t (, 1)], so that one product
+    with [W_hh, W_ih (, b)]^T gives every step's pre-activations, input projection and bias
+    included, and one product after the loop gives dW_hh, dW_ih and the bias gradient together.
+    Rows 1.. of the h block are filled in by the forward loop."""
+    T, B, I = x.shape
+    H = h0.shape[1]
+    hx = WORKSPACE.take((T, B, H + I + (bias is not None)), x)
+    hx[0, :, :H] = h0
+    hx[:, :, H : H + I] = x
+    if bias is not None:
+        hx[:, :, H + I].fill_(1)
+    return hx
+
+
+def _stacked_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor | None) -> Tensor:
+    parts = [w_hh, w_ih] if bias is None else [w_hh, w_ih, bias.unsqueeze(1)]
+    return torch.cat(parts, dim=1)
+
+
+def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, probe_h, probe_c, out: Tensor,
+                  K: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Fills out (T, B, H) with h_t and, if given, K (T, 6, B, H) with the factors the backward
+    multiplies by: [f, g i(1-i), c_{t-1} f(1-f), i (1-g^2), tanh(c) o(1-o), o (1-tanh^2(c))].
+    Returns c_T and the stacked inputs [h_{t-1}, x_t, 1] (T, B, H+I+1), a pooled buffer.
+
+    Per step the gates are computed gate-major, (4, B, H), by one batched product of the stacked
+    inputs with the four gates' stacked weights, so that every pointwise op works on contiguous
+    (B, H) blocks (strided slices of a (B, 4H) row cost 3x as much here). Slot 4 of the per-step
+    buffer holds c_{t-1}, next to g, so that one op computes [g, c_{t-1}] i(1-i), f(1-f)."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    hx = _stacked_inputs(x, h0, bias)
+    w = _stacked_weights(w_ih, w_hh, bias).view(4, H, -1)
+    w[2] *= 2  # g = tanh(a) = 2 sigmoid(2a) - 1: the cell gate's pre-activation, doubled (exact)
+    w4 = w.transpose(1, 2)  # (4, H+I+1, H): gate k's weights, transposed
+    bufs = [x.new_empty(5, B, H) for _ in range(2)]  # [i, f, g, o, c_{t-1}], ping-pong
+    views = [(s[:4], s[:2], s[2:4], *s.unbind(0), s[2::2]) for s in bufs]
+    bufs[0][4] = c0
+    c_last, tc = x.new_empty(B, H), x.new_empty(B, H)  # c_T; tanh(c_t)
+    minus_one = x.new_full((), -1.0)
+    n_in = hx.shape[2]
+    hx_in = [r.expand(4, B, n_in) for r in hx.unbind(0)]
+    hx_h = hx[:, :, :H].unbind(0)
+    outs = out.unbind(0)
+    if K is not None:  # per-step views of the factors' blocks
+        k_f, k_if, k_g, k_o, k_c = (K[:, j].unbind(0) for j in (0, slice(1, 3), 3, 4, 5))
+    p_h = probe_h.unbind(0) if probe_h is not None else None
+    p_c = probe_c.unbind(0) if probe_c is not None else None
+    for t in range(T):
+        gates, i_f, g_o, i, f, g, o, c, g_c = views[t % 2]
+        torch.bmm(hx_in[t], w4, out=gates)
+        i_f.sigmoid_()
+        g_o.sigmoid_()
+        torch.add(minus_one, g, alpha=2, out=g)  # tanh(a) = 2 sigmoid(2a) - 1
+        c_t = views[(t + 1) % 2][7] if t < T - 1 else c_last
+        torch.mul(f, c, out=c_t)
+        c_t.addcmul_(i, g)
+        if p_c is not None:
+            c_t.add_(p_c[t])
+        _tanh(c_t, tc, minus_one)
+        h_t = outs[t]
+        torch.mul(o, tc, out=h_t)
+        if p_h is not None:
+            h_t.add_(p_h[t])
+        if t < T - 1:
+            hx_h[t + 1].copy_(h_t)
+        if K is not None:
+            k_f[t].copy_(f)
+            _sigmoid_backward(g_c, i_f, grad_input=k_if[t])
+            _tanh_backward(i, g, grad_input=k_g[t])
+            _sigmoid_backward(tc, o, grad_input=k_o[t])
+            _tanh_backward(o, tc, grad_input=k_c[t])
+    return c_last, hx
+
+
+class LSTMFunction(torch.autograd.Function):
+    """One LSTM layer over a whole sequence; see the module docstring.
+
+    Saved: the factors K (T, 6, B, H) of ``_lstm_forward`` and the stacked inputs. A backward step
+    is then: dh_t = dL/dh_t + dgates_{t+1} W_hh;  dc_t = dc_{t+1} f_{t+1} + dh_t A_t;
+    [dc_t f_t, di, df, dg] = dc_t * K_t[0:4];  do = dh_t K_t[4]; and after the loop one product
+    dgates^T [h_{t-1}, x_t, 1] gives dW_hh, dW_ih and the bias gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, save: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h, probe_c):
+        T, B, _ = x.shape
+        H = w_hh.shape[1]
+        out = x.new_empty(T, B, H)
+        K = WORKSPACE.take((T, 6, B, H), x) if save else None
+        c_n, hx = _lstm_forward(x, h0, c0, w_ih, w_hh, _bias_sum(b_ih, b_hh), probe_h, probe_c,
+                                out, K)
+        if save:
+            ctx.buffers = K, hx
+        else:
+            WORKSPACE.give(hx)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h, probe_c)
+        return out, out[T - 1].clone(), c_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out, g_hn, g_cn):
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h, probe_c = ctx.saved_tensors
+        T, B, n_in = x.shape
+        H = w_hh.shape[1]
+        buffers, ctx.buffers = getattr(ctx, "buffers", None), None
+        if buffers is None:  # a second backward through this graph: recompute
+            K = WORKSPACE.take((T, 6, B, H), x)
+            _, hx = _lstm_forward(x, h0, c0, w_ih, w_hh, _bias_sum(b_ih, b_hh), probe_h, probe_c,
+                                  x.new_empty(T, B, H), K)
+        else:
+            K, hx = buffers
+        need = ctx.needs_input_grad  # (save, x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h, probe_c)
+        D = WORKSPACE.take((T, B, 5 * H), x)  # per step: [dc_t f_t, di, df, dg, do]
+        dgates = D[..., H:]
+        # per-step views, made once (a Python-level index per step costs more than it looks)
+        Dv = D.view(T, B, 5, H).transpose(1, 2)  # (T, 5, B, H) view of D
+        K_lo, K_hi, K_o, K_c = K[:, 0:2].unbind(0), K[:, 2:4].unbind(0), K[:, 4].unbind(0), \
+            K[:, 5].unbind(0)
+        D_lo, D_hi, D_o, D_cf = Dv[:, 0:2].unbind(0), Dv[:, 2:4].unbind(0), Dv[:, 4].unbind(0), \
+            Dv[:, 0].unbind(0)
+        dG, gY = dgates.unbind(0), g_out.unbind(0)
+        g_ph = torch.empty_like(g_out) if need[8] else None
+        g_pc = torch.empty_like(g_out) if need[9] else None
+        dh_buf, dc_buf = torch.empty_like(h0), torch.empty_like(h0)
+        dhs = g_ph.unbind(0) if g_ph is not None else [dh_buf] * T
+        dcs = g_pc.unbind(0) if g_pc is not None else [dc_buf] * T
+        for t in range(T - 1, -1, -1):
+            dh, dc = dhs[t], dcs[t]
+            if t == T - 1:
+                torch.add(gY[t], g_hn, out=dh)
+                torch.addcmul(g_cn, dh, K_c[t], out=dc)
+            else:
+                torch.addmm(gY[t], dG[t + 1], w_hh, out=dh)
+                torch.addcmul(D_cf[t + 1], dh, K_c[t], out=dc)
+            # [dc f, di, df, dg] = dc * [f, Ki, Kf, Kg], as two ops below the size at which
+            # torch runs a pointwise op on two threads (a wait for a core on a busy machine)
+            torch.mul(K_lo[t], dc, out=D_lo[t])
+            torch.mul(K_hi[t], dc, out=D_hi[t])
+            torch.mul(dh, K_o[t], out=D_o[t])
+        flat = dgates.reshape(T * B, 4 * H)
+        dx = dw_ih = dw_hh = db_ih = db_hh = None
+        if any(need[4:8]):  # one product for dW_hh, dW_ih and the biases
+            dw = flat.t() @ hx.view(T * B, -1)
+            dw_hh = dw[:, :H].contiguous() if need[5] else None
+            dw_ih = dw[:, H : H + n_in].contiguous() if need[4] else None
+            if need[6] or need[7]:
+                db = dw[:, H + n_in]
+                db_ih = db.contiguous() if need[6] else None
+                db_hh = db.clone() if need[7] else None
+        if need[1]:
+            dx = (flat @ w_ih).view(T, B, n_in)
+        dh0 = dgates[0] @ w_hh if need[2] else None
+        dc0 = D[0, :, :H].clone() if need[3] else None
+        WORKSPACE.give(K, hx, D)
+        return None, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, g_ph, g_pc
+
+
+
+# ------------------------------------------------------------------------------------------------
+# GRU (PyTorch's equations, gates r, z, n)
+#   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))    h_t = (h_{t-1} - n) * z + n (+ probe_h[t])
+# ------------------------------------------------------------------------------------------------
+
+
+def _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out: Tensor, save: bool):
+    """Fills out with h_t; returns the buffers the backward needs (or None): the gates r, z, n
+    (T, B, 3H), W_hh h_{t-1} + b_hh (T, B, 3H) and h_{t-1} - n (T, B, H)."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    gates = _project(x, w_ih, b_ih, WORKSPACE.take((T, B, 3 * H), x))  # x-part; then r, z, n
+    hp = WORKSPACE.take((T, B, 3 * H), x) if save else x.new_empty(1, B, 3 * H)
+    hmn = WORKSPACE.take((T, B, H), x) if save else x.new_empty(1, B, H)
+    w_hh_t = w_hh.t()
+    minus_one = x.new_full((), -1.0)
+    h = h0
+    for t in range(T):
+        s = t if save else 0
+        hp_t, gt, hmn_t = hp[s], gates[t], hmn[s]
+        if b_hh is not None:
+            torch.addmm(b_hh, h, w_hh_t, out=hp_t)
+        else:
+            torch.mm(h, w_hh_t, out=hp_t)
+        rz = gt[:, : 2 * H]
+        rz.add_(hp_t[:, : 2 * H]).sigmoid_()
+        n = gt[:, 2 * H :]
+        _tanh(n.addcmul_(gt[:, :H], hp_t[:, 2 * H :]), n, minus_one)
+        torch.sub(h, n, out=hmn_t)
+        h_t = out[t]
+        torch.addcmul(n, gt[:, H : 2 * H], hmn_t, out=h_t)
+        if probe_h is not None:
+            h_t.add_(probe_h[t])
+        h = h_t
+    if save:
+        return gates, hp, hmn
+    WORKSPACE.give(gates)
+    return None
+
+
+class GRUFunction(torch.autograd.Function):
+    """One GRU layer over a whole sequence; see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, save: bool, x, h0, w_ih, w_hh, b_ih, b_hh, probe_h):
+        T, B, _ = x.shape
+        H = w_hh.shape[1]
+        out = x.new_empty(T, B, H)
+        ctx.buffers = _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out, save)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out)
+        return out, out[T - 1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out, g_hn):
+        x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out = ctx.saved_tensors
+        T, B, H = out.shape
+        buffers, ctx.buffers = ctx.buffers, None
+        if buffers is None:  # a second backward through this graph: recompute
+            buffers = _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, torch.empty_like(out),
+                                   True)
+        gates, hp, hmn = buffers
+        need = ctx.needs_input_grad  # (save, x, h0, w_ih, w_hh, b_ih, b_hh, probe_h)
+        # per step: [dr, dz, dhp_n, dxp_n, dh z] (pre-activation gradients; dhp_n = dxp_n * r)
+        D = WORKSPACE.take((T, B, 5 * H), out)
+        g_ph = torch.empty_like(out) if need[7] else None
+        dh_buf = torch.empty_like(h0)
+        for t in range(T - 1, -1, -1):
+            dh = g_ph[t] if g_ph is not None else dh_buf
+            if t == T - 1:
+                torch.add(g_out[t], g_hn, out=dh)
+            else:
+                torch.add(g_out[t], D[t + 1, :, 4 * H :], out=dh)
+                dh.addmm_(D[t + 1, :, : 3 * H], w_hh)
+            d, gt = D[t], gates[t]
+            r, z, n = gt.split(H, 1)
+            d_r, d_z, d_hn, d_n, d_hz = d.split(H, 1)
+            torch.mul(dh, z, out=d_hz)
+            torch.sub(dh, d_hz, out=d_n)  # dh (1 - z)
+            _tanh_backward(d_n, n, grad_input=d_n)
+            torch.mul(d_n, r, out=d_hn)
+            torch.mul(d_n, hp[t, :, 2 * H :], out=d_r)
+            torch.mul(dh, hmn[t], out=d_z)
+            _sigmoid_backward(d[:, : 2 * H], gt[:, : 2 * H], grad_input=d[:, : 2 * H])
+        dhp = D[..., : 3 * H]
+        dx, dw_ih, dw_hh = _weight_grads((need[1], need[3], need[4]), dhp, x, out, h0, w_ih,
+                                         ih=(D[..., 3 * H : 4 * H], 2 * H))
+        dh0 = torch.addmm(D[0, :, 4 * H :], dhp[0], w_hh) if need[2] else None
+        flat = D.view(T * B, 5 * H)
+        db_ih = db_hh = None
+        if need[5]:
+            db_ih = torch.cat([flat[:, : 2 * H].sum(0), flat[:, 3 * H : 4 * H].sum(0)])
+        if need[6]:
+            db_hh = flat[:, : 3 * H].sum(0)
+        WORKSPACE.give(gates, hp, hmn, D)
+        return None, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, g_ph
+
+
+# ------------------------------------------------------------------------------------------------
+# Entry points (the signatures of seqbench.cells' layer functions, activation by name)
+# ------------------------------------------------------------------------------------------------
+
+
+def _saves(*tensors: Tensor | None) -> bool:
+    """Whether a backward can follow: grad mode on and some input requires grad."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def rnn(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
+        b_hh: Tensor | None = None, activation: str = "tanh",
+        probe_h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Elman RNN layer over a sequence: returns (outputs (T, B, H), h_T (B, H))."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
+    args = (x, h0, w_ih, w_hh, b_ih, b_hh, probe_h)
+    return RNNFunction.apply(activation, _saves(*args), *args)
+
+
+def lstm(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
+         b_ih: Tensor | None = None, b_hh: Tensor | None = None, probe_h: Tensor | None = None,
+         probe_c: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """LSTM layer over a sequence: returns (outputs (T, B, H), h_T, c_T)."""
+    args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h, probe_c)
+    return LSTMFunction.apply(_saves(*args), *args)
+
+
+def gru(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
+        b_hh: Tensor | None = None, probe_h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """GRU layer over a sequence: returns (outputs (T, B, H), h_T)."""
+    args = (x, h0, w_ih, w_hh, b_ih, b_hh, probe_h)
+    return GRUFunction.apply(_saves(*args), *args)

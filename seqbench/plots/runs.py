@@ -1,0 +1,316 @@
+"""Figures of run results: solve rate and loss / baseline against the lag T, learning curves.
+
+``solve_rate_figure`` and ``loss_figure`` aggregate runs.csv over seeds (seqbench.leaderboard) and
+draw one panel per task (and variant), one line per configuration against seq_len (log x axis).
+A panel with a single seq_len (a comparison of many configurations at one lag, as in
+``tasks/fixes.toml``) becomes a bar chart with one bar per configuration. ``curves_figure`` draws
+the held-out loss / baseline (or accuracy) against the training step from run folders' curve.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seqbench.cells import options_label
+from seqbench.errors import ConfigError
+from seqbench.leaderboard import aggregate, implied_by_label, key_columns, load_runs
+from seqbench.plots import (
+    LINESTYLES,
+    MARKERS,
+    cell_color,
+    impl_linestyle,
+    label_axes,
+    new_figure,
+)
+
+T_LABEL = "lag T (time steps)"
+SOLVE_LABEL = "solve rate (fraction of seeds solved)"
+LOSS_LABEL = "final loss / memoryless baseline (ratio)"
+
+
+# -- series: one line per configuration -----------------------------------------------------------
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v == ""
+
+
+def series_label(row: dict, varying: Sequence[str]) -> str:
+    """'lstm_fb1', 'lstm (forget bias 1)', 'gru/hand', 'rnn, hidden=64', ... for one config."""
+    if not _missing(row.get("label")):
+        name = str(row["label"])
+    else:
+        opts = options_label(row)
+        name = str(row["cell"]) + (f" ({opts})" if opts else "")
+    if "impl" in varying:
+        name += f"/{row['impl']}"
+    cell_opts = {"cell", "impl", "label", "nonlinearity", "init", "init_gain", "forget_bias", "chrono",
+                 "norm", "residual", "task", "variant", "seq_len"}
+    extra = [f"{k}={_fmt(row[k])}" for k in varying if k not in cell_opts]
+    return name + (", " + ", ".join(extra) if extra else "")
+
+
+def _fmt(v) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def _varying(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """Keys that vary across the frame, less those that the arms' labels already name."""
+    implied = implied_by_label(frame, keys)
+    return [k for k in keys if frame[k].astype(object).map(str).nunique() > 1 and k not in implied]
+
+
+def _styles(rows: list[dict], impl_only: bool) -> list[dict]:
+    """Colour by cell; line style and marker by the configuration's rank within its cell (or by
+    implementation, when that is the only difference between configurations of a cell)."""
+    rank: dict[str, int] = {}
+    styles = []
+    for row in rows:
+        cell = str(row["cell"])
+        i = rank.get(cell, 0)
+        rank[cell] = i + 1
+        linestyle = impl_linestyle(row["impl"]) if impl_only else LINESTYLES[i % len(LINESTYLES)]
+        styles.append({"color": cell_color(cell), "linestyle": linestyle,
+                       "marker": MARKERS[i % len(MARKERS)]})
+    return styles
+
+
+def _panels(board: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    return [(k if isinstance(k, tuple) else (k,), g)
+            for k, g in board.groupby(["task", "variant"], dropna=False, sort=False)]
+
+
+def _series(panel: pd.DataFrame, keys: list[str]) -> list[tuple[dict, pd.DataFrame]]:
+    line_keys = [k for k in keys if k not in ("task", "variant", "seq_len")]
+    out = []
+    for values, g in panel.groupby(line_keys, dropna=False, sort=False):
+        values = values if isinstance(values, tuple) else (values,)
+        out.append((dict(zip(line_keys, values)), g.sort_values("seq_len")))
+    return out
+
+
+def _board(runs: pd.DataFrame | str | os.PathLike, task: str | None) -> pd.DataFrame:
+    if not isinstance(runs, pd.DataFrame):
+        return aggregate(load_runs(runs, task))
+    if task is not None:
+        runs = runs[runs["task"] == task]
+    if runs.empty:
+        raise ConfigError("no runs to plot" + (f" for task {task!r}" if task else ""))
+    return aggregate(runs)
+
+
+def _t_axis(ax, seq_lens) -> None:
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    seq_lens = sorted({int(t) for t in seq_lens})
+    if len(seq_lens) > 1 and seq_lens[-1] / max(seq_lens[0], 1) >= 4:
+        ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(seq_lens))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def _panel_title(what: str, task, variant, extra: str = "") -> str:
+    variant = "" if _missing(variant) else f" ({variant})"
+    return f"{what}: {task}{variant}{extra}"
+
+
+def _results_figure(runs, task, metric: str, title: str | None):
+    board = _board(runs, task)
+    keys = key_columns(board.columns)
+    panels = _panels(board)
+    fig, axes = new_figure(len(panels))
+    what = "Solve rate" if metric == "solve_rate" else "Loss / baseline"
+    for ax, ((task_name, variant), panel) in zip(axes, panels):
+        series = _series(panel, keys)
+        varying = _varying(panel, keys)
+        rows = [s for s, _ in series]
+        impl_only = all(_missing(r.get("label")) for r in rows) and not (
+            set(varying) - {"impl", "cell", "seq_len"})
+        styles = _styles(rows, impl_only)
+        n_seeds = int(panel["n_seeds"].max()) if len(panel) else 0
+        seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+        if len(panel) and int(panel["n_seeds"].min()) != n_seeds:
+            seeds = "up to " + seeds
+        seq_lens = sorted(panel["seq_len"].unique())
+        if len(seq_lens) == 1 and len(series) > 1:
+            _bars(ax, series, styles, varying, metric)
+            sub = f", T={int(seq_lens[0])}, " + ("" if metric == "solve_rate" else "mean ± s.e. ") + \
+                f"over {seeds}"
+            label_axes(ax, _panel_title(what, task_name, variant, sub),
+                       SOLVE_LABEL if metric == "solve_rate" else LOSS_LABEL, "configuration",
+                       legend=False)
+            _cell_legend(ax, rows)
+            continue
+        for (row, line), style in zip(series, styles):
+            name = series_label(row, varying)
+            if metric == "solve_rate":
+                ax.plot(line["seq_len"], line["solve_rate"], label=name, **style)
+            else:
+                ok = line[line["loss_ratio_mean"].notna()]
+                if ok.empty:
+                    continue
+                err = ok["loss_ratio_se"].fillna(0).to_numpy()
+                mean = ok["loss_ratio_mean"].to_numpy()
+                lower = np.minimum(err, mean * 0.999)  # keep the bar above 0 on a log axis
+                ax.errorbar(ok["seq_len"], mean, yerr=[lower, err], label=name, capsize=3, **style)
+        _t_axis(ax, seq_lens)
+        if metric == "solve_rate":
+            ax.set_ylim(-0.04, 1.04)
+            ylabel = SOLVE_LABEL
+        else:
+            ax.set_yscale("log")
+            ax.axhline(1.0, color="black", linewidth=1, linestyle=":",
+                       label="memoryless baseline (ratio 1)")
+            ylabel = LOSS_LABEL
+        sub = f", {seeds}" if metric == "solve_rate" else f", mean ± s.e. over {seeds}"
+        label_axes(ax, _panel_title(what, task_name, variant, sub), T_LABEL, ylabel)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _bars(ax, series, styles, varying, metric: str) -> None:
+    names = [series_label(row, varying) for row, _ in series]
+    y = np.arange(len(series))
+    values: list[float] = []
+    for i, ((_row, line), style) in enumerate(zip(series, styles)):
+        value = float(line.iloc[0]["solve_rate" if metric == "solve_rate" else "loss_ratio_mean"])
+        if metric == "solve_rate":
+            ax.barh(i, value, color=style["color"], alpha=0.85)
+            n = int(line.iloc[0]["n_seeds"])
+            ax.text(min(value, 0.88) + 0.01, i, f"{round(value * n)}/{n}", va="center", fontsize=8)
+        elif not math.isnan(value):  # a dot with its standard error: a bar's length means
+            se = float(line.iloc[0]["loss_ratio_se"])  # nothing on a log axis
+            xerr = None if math.isnan(se) else [[min(se, value * 0.999)], [se]]
+            ax.errorbar(value, i, xerr=xerr, color=style["color"], marker="o", capsize=2)
+            values.append(value)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_ylim(len(series) - 0.5, -0.5)  # first configuration on top
+    if metric == "solve_rate":
+        ax.set_xlim(0, 1.0)
+    else:
+        values.append(1.0)
+        if max(values) / min(values) >= 10:
+            ax.set_xscale("log")
+        ax.axvline(1.0, color="black", linewidth=1, linestyle=":")
+
+
+def _cell_legend(ax, rows: list[dict]) -> None:
+    from matplotlib.patches import Patch
+
+    cells = list(dict.fromkeys(str(r["cell"]) for r in rows))
+    handles = [Patch(color=cell_color(c), label=c) for c in cells]
+    ax.legend(handles=handles, title="cell", fontsize=8, loc="best")
+
+
+def solve_rate_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = None,
+                      title: str | None = None):
+    """Solve rate (fraction of seeds) against seq_len: one panel per task, one line per config."""
+    return _results_figure(runs, task, "solve_rate", title)
+
+
+def loss_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = None,
+                title: str | None = None):
+    """Mean final loss / memoryless baseline against seq_len (log y; error bars: standard error)."""
+    return _results_figure(runs, task, "loss_ratio", title)
+
+
+# -- learning curves ---------------------------------------------------------------------------------
+
+
+def run_dirs_from_csv(path: str | os.PathLike, task: str | None = None, seq_len: int | None = None,
+                      cell: str | None = None, label: str | None = None,
+                      seed: int | None = None) -> list[Path]:
+    """The run folders of the finished runs in ``path`` that match every filter given."""
+    runs = load_runs(path, task)
+    runs = runs[runs["status"].isin(("ok", "diverged"))]
+    for column, value in (("seq_len", seq_len), ("cell", cell), ("label", label), ("seed", seed)):
+        if value is not None and column in runs.columns:
+            if pd.api.types.is_numeric_dtype(runs[column]):
+                try:
+                    runs = runs[runs[column] == float(value)]
+                except ValueError:  # e.g. --label x when every label is empty (read as NaN)
+                    runs = runs.iloc[0:0]
+            else:
+                runs = runs[runs[column].astype(object).map(str) == str(value)]
+    if runs.empty:
+        raise ConfigError(f"no finished runs in {path} match the selection")
+    root = Path(path).parent
+    dirs = []
+    for d in runs["run_dir"].astype(str):
+        p = Path(d)
+        if not p.is_dir() and (root / "runs" / p.name).is_dir():
+            p = root / "runs" / p.name  # a results folder that was moved or copied
+        dirs.append(p)
+    return dirs
+
+
+def read_curve(run_dir: str | os.PathLike) -> tuple[dict, pd.DataFrame]:
+    """A run folder's config (config.json) and learning curve (curve.csv)."""
+    run_dir = Path(run_dir)
+    config, curve = run_dir / "config.json", run_dir / "curve.csv"
+    if not config.is_file() or not curve.is_file():
+        raise ConfigError(f"{run_dir} is not a seqbench run folder (no config.json and curve.csv)")
+    try:
+        cfg = json.loads(config.read_text())
+        df = pd.read_csv(curve)
+    except (ValueError, pd.errors.ParserError) as e:
+        raise ConfigError(f"{run_dir}: cannot read its config or curve: {e}") from None
+    return cfg, df
+
+
+def curves_figure(run_dirs: Sequence[str | os.PathLike], metric: str = "loss",
+                  title: str | None = None):
+    """Held-out loss / baseline (log y) or accuracy against the training step, one line per run."""
+    from seqbench.tasks import make_task
+
+    if metric not in ("loss", "accuracy"):
+        raise ConfigError(f"unknown metric {metric!r}; allowed: loss, accuracy")
+    if not run_dirs:
+        raise ConfigError("no runs to plot")
+    runs = []
+    for d in run_dirs:
+        cfg, curve = read_curve(d)
+        cell = cfg.get("cell", {})
+        row = {**cell, "task": cfg["task"], "variant": cfg.get("variant"), "seq_len": cfg["seq_len"],
+               "seed": cfg.get("seed"), "label": cfg.get("label", "")}
+        runs.append((row, curve, make_task(cfg["task"], cfg.get("variant")).baseline_loss(cfg["seq_len"])))
+    order = {"rnn": 0, "lstm": 1, "gru": 2}
+    runs.sort(key=lambda r: (str(r[0]["task"]), int(r[0]["seq_len"]), order.get(r[0].get("cell"), 9),
+                             str(r[0].get("impl")), str(r[0]["label"]), int(r[0]["seed"] or 0)))
+    frame = pd.DataFrame([r for r, _, _ in runs]).map(lambda v: "" if v is None else str(v))
+    varying = [k for k in frame.columns if frame[k].nunique() > 1]
+    fig, (ax,) = new_figure(1, width=7.4)
+    rows = [r for r, _, _ in runs]
+    styles = _styles(rows, impl_only=False)
+    for (row, curve, baseline), style in zip(runs, styles):
+        y = curve["eval_loss"] / baseline if metric == "loss" else curve["accuracy"]
+        parts = [f"{row['task']}" if "task" in varying else "",
+                 f"T={row['seq_len']}" if "seq_len" in varying else "",
+                 series_label(row, [k for k in varying if k not in ("task", "seq_len", "seed")]),
+                 f"seed {row['seed']}" if "seed" in varying else ""]
+        ax.plot(curve["step"], y, label=" ".join(p for p in parts if p),
+                **{**style, "marker": None})
+    first = rows[0]
+    if metric == "loss":
+        ax.set_yscale("log")
+        ax.axhline(1.0, color="black", linewidth=1, linestyle=":", label="memoryless baseline")
+        ylabel = "held-out loss / memoryless baseline (ratio, log scale)"
+    else:
+        ax.set_ylim(-0.02, 1.02)
+        ylabel = "held-out accuracy (fraction correct)"
+    common = [f"{first['task']}" if "task" not in varying else "",
+              f"T={first['seq_len']}" if "seq_len" not in varying else ""]
+    head = " ".join(p for p in common if p)
+    label_axes(ax, title or f"Learning curves{': ' + head if head else ''} ({len(runs)} runs)",
+               "training step (updates)", ylabel,
+               ncol=2 if len(runs) > 12 else 1, loc="best")
+    return fig

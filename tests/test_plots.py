@@ -1,0 +1,161 @@
+"""Figures of run results: each renders a PNG from small data, with a title, labelled axes and a
+legend, and keeps each cell's colour."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from matplotlib.colors import to_hex
+
+from seqbench.cli import cli
+from seqbench.plots import output_path, save
+from seqbench.plots.runs import curves_figure, loss_figure, solve_rate_figure
+from seqbench.results import RUN_COLUMNS, append_rows
+from seqbench.style import CELL_COLORS
+
+PNG = b"\x89PNG\r\n\x1a\n"
+BASE = dict(variant="halves", impl="builtin", hidden=64, layers=1, nonlinearity="tanh", lr=0.001,
+            clip=1.0, batch_size=64, step_budget=3000, status="ok", baseline_loss=1 / 6,
+            accuracy=0.5, throughput_seq_s=100.0)
+
+
+def rows(task="adding", cells=("rnn", "lstm", "gru"), seq_lens=(10, 25, 50), seeds=(0, 1),
+         labels=("",)):
+    out = []
+    for label in labels:
+        for cell in cells:
+            for i, T in enumerate(seq_lens):
+                for seed in seeds:
+                    solved = cell != "rnn" and (seed == 0 or i == 0)
+                    out.append({**BASE, "task": task, "cell": cell, "seq_len": T, "seed": seed,
+                                "label": label, "config_id": f"{task}{cell}{T}{seed}{label}",
+                                "loss_ratio": 0.01 if solved else 0.9 + 0.05 * seed,
+                                "solved": solved, "solved_step": 500 if solved else None})
+    return out
+
+
+@pytest.fixture
+def runs_csv(tmp_path):
+    path = tmp_path / "runs.csv"
+    append_rows(path, rows() + rows(task="copy", seq_lens=(10, 25)), RUN_COLUMNS)
+    return path
+
+
+def check(fig, tmp_path, name="fig.png"):
+    for ax in fig.axes:
+        assert ax.get_title(), "every panel has a title"
+        assert ax.get_xlabel() and ax.get_ylabel(), "both axes are labelled"
+        assert ax.get_legend() is not None, "every panel has a legend"
+        assert ax.get_legend().get_texts()
+    path = save(fig, tmp_path / name)
+    assert path.read_bytes()[:8] == PNG
+    return path
+
+
+def line_colors(ax) -> dict[str, str]:
+    return {line.get_label(): to_hex(line.get_color()) for line in ax.get_lines()
+            if not line.get_label().startswith("_")}
+
+
+def test_solve_rate_figure(runs_csv, tmp_path):
+    fig = solve_rate_figure(runs_csv)
+    assert len(fig.axes) == 2  # one panel per task
+    check(fig, tmp_path)
+    ax = fig.axes[0]
+    assert "adding" in ax.get_title() and "lag T" in ax.get_xlabel()
+    assert "fraction" in ax.get_ylabel()
+    colors = line_colors(ax)
+    assert colors == {c: CELL_COLORS[c] for c in ("rnn", "lstm", "gru")}
+    rnn = next(line for line in ax.get_lines() if line.get_label() == "rnn")
+    assert list(rnn.get_xdata()) == [10, 25, 50] and list(rnn.get_ydata()) == [0, 0, 0]
+    lstm = next(line for line in ax.get_lines() if line.get_label() == "lstm")
+    assert list(lstm.get_ydata()) == [1.0, 0.5, 0.5]
+
+
+def test_loss_figure_is_log_with_the_baseline(runs_csv, tmp_path):
+    fig = loss_figure(runs_csv, task="adding")
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and "baseline" in ax.get_ylabel()
+    assert any("baseline" in t.get_text() for t in ax.get_legend().get_texts())
+    check(fig, tmp_path)
+
+
+def test_many_configurations_at_one_lag_become_bars(tmp_path):
+    path = tmp_path / "runs.csv"
+    append_rows(path, rows(cells=("rnn",), seq_lens=(25,), labels=("rnn_tanh", "irnn", "rnn_he"))
+                + rows(cells=("lstm",), seq_lens=(25,), labels=("lstm_fb1",)), RUN_COLUMNS)
+    for figure in (solve_rate_figure, loss_figure):
+        fig = figure(path)
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["irnn", "rnn_he", "rnn_tanh",
+                                                                "lstm_fb1"]
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["rnn", "lstm"]
+        assert "T=25" in ax.get_title()
+        check(fig, tmp_path, f"{figure.__name__}.png")
+
+
+def fake_run(root, name, cell, seed, task="adding", seq_len=10):
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({
+        "task": task, "variant": None, "seq_len": seq_len, "seed": seed, "label": "",
+        "cell": {"cell": cell, "impl": "builtin", "hidden": 8, "layers": 1}}))
+    (run_dir / "curve.csv").write_text(
+        "step,train_loss,eval_loss,accuracy,grad_norm,elapsed_s\n"
+        "0,,0.2,0.1,,0.0\n100,0.15,0.1,0.3,1.0,1.0\n200,0.1,0.01,0.9,1.0,2.0\n")
+    return run_dir
+
+
+def test_curves_figure(tmp_path):
+    dirs = [fake_run(tmp_path, f"r{i}", cell, seed)
+            for i, (cell, seed) in enumerate([("gru", 0), ("rnn", 1), ("rnn", 0)])]
+    fig = curves_figure(dirs)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and "training step" in ax.get_xlabel()
+    labels = [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+    assert labels == ["rnn seed 0", "rnn seed 1", "gru seed 0", "memoryless baseline"]
+    rnn0 = ax.get_lines()[0]
+    assert list(rnn0.get_ydata()) == pytest.approx([0.2 * 6, 0.1 * 6, 0.01 * 6])  # loss / (1/6)
+    check(fig, tmp_path)
+    acc = curves_figure(dirs, metric="accuracy")
+    assert "accuracy" in acc.axes[0].get_ylabel()
+    check(acc, tmp_path, "acc.png")
+
+
+def test_cli_plot_commands(runs_csv, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["plot", "solve-rate", str(runs_csv)])
+    assert result.exit_code == 0, result.output
+    assert (runs_csv.parent / "figures" / "solve_rate.png").read_bytes()[:8] == PNG
+    out = tmp_path / "loss"  # no suffix: PNG
+    result = runner.invoke(cli, ["plot", "loss", str(runs_csv), "--task", "copy", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "loss.png").read_bytes()[:8] == PNG
+    svg = tmp_path / "s.svg"
+    assert runner.invoke(cli, ["plot", "solve-rate", str(runs_csv), "-o", str(svg)]).exit_code == 0
+    assert svg.read_text().lstrip().startswith("<?xml")
+
+    dirs = [fake_run(tmp_path / "runs", f"r{s}", "lstm", s) for s in (0, 1)]
+    result = runner.invoke(cli, ["plot", "curves", *map(str, dirs), "-o", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.png").read_bytes()[:8] == PNG
+
+
+def test_cli_plot_errors_are_one_line(runs_csv, tmp_path):
+    runner = CliRunner()
+    for args in (["solve-rate", str(runs_csv), "-o", str(tmp_path / "f.xyz")],
+                 ["loss", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "f.png")],
+                 ["curves", str(tmp_path)],
+                 ["curves", str(runs_csv), "--seq-len", "999", "-o", str(tmp_path / "f.png")]):
+        result = runner.invoke(cli, ["plot", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+    assert not list(tmp_path.glob("f.*"))
+
+
+def test_output_path():
+    assert output_path("a/b").name == "b.png"
+    assert output_path("x.PDF").suffix == ".PDF"

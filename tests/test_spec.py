@@ -1,0 +1,240 @@
+"""Benchmark specs: the shipped ones parse for every profile; malformed ones are rejected with the
+file and the key; grids, arms and profiles expand to the expected runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from seqbench.cli import cli
+from seqbench.errors import ConfigError
+from seqbench.spec import allowed_keys, expand_spec, load_spec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+SHIPPED = sorted(TASKS_DIR.glob("*.toml"))
+
+
+def _keys_used(path: Path) -> set[str]:
+    """Every run key a spec file uses (settings, grid, arms, in every profile)."""
+    data = tomllib.loads(path.read_text())
+    tables = [data.get("settings", {}), data.get("grid", {}), *data.get("arms", [])]
+    for p in data.get("profiles", {}).values():
+        tables += [p.get("settings", {}), p.get("grid", {}), *p.get("arms", [])]
+    return {k for t in tables for k in t} - {"name"}
+
+
+def _skip_if_fields_missing(path: Path) -> None:
+    missing = _keys_used(path) - set(allowed_keys())
+    if missing:  # tasks/fixes.toml needs the fix options on RunConfig/CellConfig
+        pytest.skip(f"{path.name} uses options not in RunConfig/CellConfig yet: {sorted(missing)}")
+
+
+def test_the_four_specs_are_shipped():
+    assert {p.name for p in SHIPPED} >= {"adding.toml", "copy.toml", "delayed_recall.toml",
+                                         "fixes.toml"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_spec_expands_for_every_profile(path):
+    _skip_if_fields_missing(path)
+    spec = load_spec(path)
+    assert {"quick", "full"} <= set(spec.profile_names)
+    assert spec.default_profile == "quick"
+    for profile in spec.profile_names:
+        configs = spec.expand(profile)
+        assert configs, profile
+        assert len({c.config_id() for c in configs}) == len(configs)
+        assert {c.cell.cell for c in configs} >= {"rnn", "lstm", "gru"}
+    quick, full = spec.expand("quick"), spec.expand("full")
+    assert all(c.cell.hidden == 64 and c.steps <= 3000 and c.probe_every > 0 for c in quick)
+    assert max(c.seq_len for c in quick) <= 100
+    assert all(c.cell.hidden == 128 for c in full)
+    assert len({c.seed for c in full}) >= 5
+    assert len({c.seed for c in quick}) >= 2
+
+
+def test_shipped_grid_sizes():
+    for name in ("adding", "copy", "delayed_recall"):
+        quick = expand_spec(TASKS_DIR / f"{name}.toml", "quick")
+        assert len(quick) == 4 * 3 * 3  # T x cells x seeds
+        assert sorted({c.seq_len for c in quick}) == [10, 25, 50, 100]
+        assert max(c.seq_len for c in expand_spec(TASKS_DIR / f"{name}.toml", "full")) == 1000
+
+
+def test_fixes_spec_arms():
+    path = TASKS_DIR / "fixes.toml"
+    _skip_if_fields_missing(path)
+    configs = expand_spec(path, "quick")
+    labels = {c.label for c in configs}
+    assert {"rnn_tanh", "lstm", "gru", "lstm_fb1", "irnn"} <= labels
+    assert len(configs) == len(labels) * 2 * 3  # arms x tasks x seeds (one lag)
+    reference = next(c for c in configs if c.label == "rnn_tanh")
+    assert reference.cell.cell == "rnn" and reference.cell.nonlinearity == "tanh"
+    fb1 = next(c for c in configs if c.label == "lstm_fb1")
+    assert fb1.cell.forget_bias == 1.0 and fb1.cell.cell == "lstm"
+
+
+# -- expansion ----------------------------------------------------------------------------------
+
+
+def _write(tmp_path, text: str, name: str = "spec.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+BASE = """
+[settings]
+task = "adding"
+steps = 10
+hidden = 8
+[grid]
+seq_len = [5, 10]
+cell = ["rnn", "lstm", "gru"]
+seed = [0, 1]
+[profiles.small]
+grid = { seed = [0] }
+[profiles.one_cell]
+settings = { cell = "gru", lr = 0.01 }
+"""
+
+
+def test_grid_is_a_cross_product_in_order(tmp_path):
+    configs = expand_spec(_write(tmp_path, BASE))
+    assert len(configs) == 2 * 3 * 2
+    assert [(c.seq_len, c.cell.cell, c.seed) for c in configs[:4]] == [
+        (5, "rnn", 0), (5, "rnn", 1), (5, "lstm", 0), (5, "lstm", 1)]
+    assert all(c.steps == 10 and c.cell.hidden == 8 and c.variant == "halves" for c in configs)
+
+
+def test_profiles_override_grid_and_settings(tmp_path):
+    path = _write(tmp_path, BASE)
+    assert len(expand_spec(path, "small")) == 2 * 3
+    one = expand_spec(path, "one_cell")  # a setting replaces the base grid's list for that key
+    assert len(one) == 2 * 2 and {c.cell.cell for c in one} == {"gru"} and one[0].lr == 0.01
+
+
+def test_arms_cross_the_remaining_grid_and_set_the_label(tmp_path):
+    path = _write(tmp_path, BASE + """
+[[arms]]
+name = "tanh"
+cell = "rnn"
+[[arms]]
+name = "relu"
+cell = "rnn"
+nonlinearity = "relu"
+[[arms]]
+name = "gated"
+cell = "gru"
+""")
+    configs = expand_spec(path)
+    assert len(configs) == 3 * 2 * 2  # arms x seq_len x seed: the arms replace the cell list
+    assert [c.label for c in configs[:3]] == ["tanh", "relu", "gated"]  # arms innermost
+    assert next(c for c in configs if c.label == "relu").cell.nonlinearity == "relu"
+
+
+def test_integers_are_accepted_for_floats_with_the_same_identity(tmp_path):
+    a = expand_spec(_write(tmp_path, BASE + "", "a.toml"), "small")
+    b = expand_spec(_write(tmp_path, BASE.replace("hidden = 8", "hidden = 8\nclip = 1\nlr = 1e-3"),
+                           "b.toml"), "small")
+    assert isinstance(b[0].clip, float)
+    assert [c.config_id() for c in a] == [c.config_id() for c in b]
+
+
+# -- malformed specs ------------------------------------------------------------------------------
+
+BAD = [
+    ("[grid]\nseq_lenn = [5]\n", "grid.seq_lenn", "allowed: task"),
+    ("[settings]\nlr = 'fast'\n[grid]\nseed = [0]\n", "settings.lr", "must be a number"),
+    ("[settings]\nseq_len = 5.5\n[grid]\nseed = [0]\n", "settings.seq_len", "must be an integer"),
+    ("[settings]\nuntil_solved = 1\n[grid]\nseed = [0]\n", "settings.until_solved", "true or false"),
+    ("[grid]\n", "grid is empty", "seed = [0, 1, 2]"),
+    ("[settings]\ntask = 'adding'\n", "nothing to run", "grid"),
+    ("[grid]\nseed = []\n", "grid.seed is an empty list", "at least one value"),
+    ("[grid]\nseed = 3\n", "grid.seed must be a list", "[settings]"),
+    ("[grid]\nseed = [0, 0]\n", "grid.seed lists 0 more than once", ""),
+    ("[settings]\nseed = [0, 1]\n[grid]\ncell = ['rnn']\n", "settings.seed must be a single value",
+     "[grid]"),
+    ("[settings]\nseed = 0\n[grid]\nseed = [1]\n", "seed given both in settings and in grid", ""),
+    ("grid = 3\n", "grid must be a table", ""),
+    ("steps = 3\n[grid]\nseed = [0]\n", "steps: unknown top-level key", "[settings]"),
+    ("[grid]\nseed = [0]\n[profiles.quick]\nsteps = 3\n", "profiles.quick.steps: unknown key",
+     "settings, grid"),
+    ("[grid]\nseed = [0]\n[profiles.quick.grid]\ncel = ['rnn']\n", "profiles.quick.grid.cel",
+     "allowed"),
+    ("[grid]\nseed = [0]\n[[arms]]\ncell = 'rnn'\n", "arms[0].name is missing", ""),
+    ("[grid]\nseed = [0]\n[[arms]]\nname = 'a'\n[[arms]]\nname = 'a'\n", "arms[1].name 'a'", "unique"),
+    ("[grid]\nseed = [0]\n[[arms]]\nname = 'a'\nforget = 1.0\n", "arms[0].forget: unknown key",
+     "allowed: name"),
+    ("[grid]\nseed = [0]\ndefault_profile = 'quick'\n", "grid.default_profile", ""),
+    ("default_profile = 'quik'\n[grid]\nseed = [0]\n[profiles.quick]\n", "default_profile 'quik'",
+     "allowed: quick"),
+    ("[grid]\ncell = ['lstmm']\n", "unknown cell 'lstmm'", "allowed: rnn, lstm, gru"),
+    ("[grid]\nseq_len = [0]\n", "seq_len", ""),
+    ("[grid\nseed = [0]\n", "not valid TOML", ""),
+]
+
+
+@pytest.mark.parametrize("text,where,allowed", BAD, ids=[b[1] for b in BAD])
+def test_malformed_spec_names_file_and_key(tmp_path, text, where, allowed):
+    path = _write(tmp_path, text, "bad.toml")
+    with pytest.raises(ConfigError) as e:
+        expand_spec(path)
+    message = str(e.value)
+    assert str(path) in message and where in message and allowed in message
+    assert "\n" not in message
+
+
+def test_unknown_profile_lists_the_profiles(tmp_path):
+    path = _write(tmp_path, BASE)
+    with pytest.raises(ConfigError, match=r"unknown profile 'huge'; allowed: small, one_cell"):
+        expand_spec(path, "huge")
+
+
+def test_invalid_run_names_the_run(tmp_path):
+    path = _write(tmp_path, "[settings]\ncell = 'lstm'\nnonlinearity = 'relu'\n[grid]\nseed = [0]\n")
+    with pytest.raises(ConfigError) as e:
+        expand_spec(path)
+    assert str(path) in str(e.value) and "run (cell=lstm" in str(e.value)
+    assert "nonlinearity applies to cell 'rnn' only" in str(e.value)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_spec(tmp_path / "nope.toml")
+
+
+def test_cli_rejects_a_bad_spec_in_one_line_and_writes_nothing(tmp_path):
+    path = _write(tmp_path, "[grid]\nseed = [0]\nbogus = [1]\n", "bad.toml")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["sweep", str(path), "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: ") and "bad.toml" in result.output
+    assert "grid.bogus" in result.output and result.output.count("\n") == 1
+    assert not out.exists()
+
+
+def test_cli_dry_run_lists_runs_and_writes_nothing(tmp_path):
+    path = _write(tmp_path, BASE)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["sweep", str(path), "--profile", "small", "--dry-run",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 6 + 1
+    assert "adding/halves T=5 rnn/builtin seed 0" in lines[0]
+    assert lines[-1].endswith("6 runs, 0 already recorded in " + f"{out}/runs.csv, 6 to run")
+    assert not out.exists()
+
+
+def test_cli_unknown_profile(tmp_path):
+    result = CliRunner().invoke(cli, ["sweep", str(_write(tmp_path, BASE)), "-p", "x", "-n"])
+    assert result.exit_code == 2 and "unknown profile 'x'" in result.output
