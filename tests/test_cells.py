@@ -16,14 +16,6 @@ TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 I, H, B = 3, 8, 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are small: a second thread gains nothing, and on a busy shared machine
-    OpenMP threads waiting for a core make a step many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 #: HandRNN's two code paths when it has them: the whole-sequence fused Functions and the plain

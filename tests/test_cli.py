@@ -21,14 +21,6 @@ FAST = ["--seq-len", "5", "--hidden", "8", "--steps", "3", "--eval-every", "2", 
 NUMBER = r"[-+0-9.e]+|nan|inf"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are small: a second thread gains nothing, and on a busy shared machine
-    OpenMP threads waiting for a core make a step many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def invoke(args, cwd):

@@ -17,14 +17,6 @@ from seqbench.tasks import TASKS, AddingTask, CopyTask, DelayedRecallTask, make_
 ALL = [(name, variant) for name, cls in TASKS.items() for variant in cls.variants]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are small: a second thread gains nothing, and on a busy shared machine
-    OpenMP threads waiting for a core make a step many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def gen(seed=0):

@@ -17,14 +17,6 @@ from seqbench.train import evaluate, train
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are small: a second thread gains nothing, and on a busy shared machine
-    OpenMP threads waiting for a core make a step many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 #: LSTM on adding T=10, made fast (REFERENCES.md section 2 measured ~1,400 steps at H=64, lr 1e-3;
 #: with lr 1e-2 and H=32 it takes a few hundred). The budget is generous: the test asserts the
