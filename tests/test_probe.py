@@ -164,3 +164,21 @@ def test_grads_bad_input_is_one_line(tmp_path, args, message):
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and result.output.startswith("Error:")
     assert message in result.output and not out.exists()
+
+
+def test_decay_figure_by_family_draws_the_reference_in_every_panel():
+    from seqbench.plots.decay import plot_decay
+
+    arms = {"rnn_tanh": {"cell": "rnn"}, "rnn_no_clip": {"cell": "rnn"},
+            "irnn": {"cell": "rnn", "nonlinearity": "relu", "init": "identity"},
+            "lstm_fb3": {"cell": "lstm", "forget_bias": 3.0}}
+    rows = []
+    for label, options in arms.items():
+        cell = CellConfig(impl="hand", hidden=8, **options)
+        rows += measure_at_init("delayed_recall", None, 12, cell, 0, 4, label=label)
+    fig = plot_decay(pd.DataFrame(rows), by_family=True)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["initialization", "gated cells",
+                                                 "training options"]
+    for ax in panels:  # the shortest-named plain tanh RNN is the reference, in every legend
+        assert any(t.get_text().startswith("rnn_tanh:") for t in ax.get_legend().get_texts())

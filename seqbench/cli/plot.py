@@ -38,13 +38,17 @@ def save_figure(fig, out) -> None:
               help="Panels: init, end (each run's last probe) or a step number; repeatable "
                    "[default: one panel per training step].")
 @click.option("--by-family", is_flag=True,
-              help="One column per kind of remedy, each with the plain tanh RNN as reference.")
+              help="One panel per kind of remedy, each with the plain tanh RNN as reference.")
+@click.option("--reference", default=None,
+              help="With --by-family: the series drawn in every panel [default: the plain tanh "
+                   "RNN series with the shortest name].")
 @click.option("--layer", type=click.IntRange(min=0), default=None,
               help="Layer to draw [default: the top layer of each model].")
 @click.option("--cell-state", is_flag=True, help="Draw ||dL/dc_t|| (LSTM) instead of ||dL/dh_t||.")
 @click.option("--title", default=None, help="Replace the generated title.")
 @config_errors
-def decay(sources, output, task, seq_len, labels, at, by_family, layer, cell_state, title):
+def decay(sources, output, task, seq_len, labels, at, by_family, reference, layer, cell_state,
+          title):
     """Gradient norm (log scale) against time lag.
 
     SOURCES are grads CSVs (`seqbench grads` writes results/grads.csv) or folders searched for the
@@ -65,7 +69,7 @@ def decay(sources, output, task, seq_len, labels, at, by_family, layer, cell_sta
         names = [series_name(r) for r in df.to_dict("records")]
         df = df[[n in labels for n in names]]
     fig = plot_decay(df, task=task, seq_len=seq_len, layer=layer, cell_state=cell_state,
-                     title=title, at=list(at) or None, by_family=by_family)
+                     title=title, at=list(at) or None, by_family=by_family, reference=reference)
     save_figure(fig, path)
 
 

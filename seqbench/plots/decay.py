@@ -99,13 +99,24 @@ def family(row: dict) -> str:
     return ""
 
 
-def _family_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """Give every row its family column; the reference (the first plain tanh RNN series) and
-    other plain tanh RNN series (arms that differ only in training, e.g. clipping: identical
-    at initialization) are placed as: the reference in every column, the others in "training options"."""
+def choose_reference(df: pd.DataFrame, reference: str | None = None) -> str | None:
+    """``reference`` checked against the data, or else the plain tanh RNN series with the
+    shortest name ("rnn_tanh" before "rnn_no_clip"); None when there is none."""
+    if reference is not None:
+        if reference not in set(df["series"]):
+            raise ConfigError(f"--reference {reference!r} is not a series of the data; "
+                              f"series: {', '.join(sorted(set(df['series'])))}")
+        return reference
+    plain = {r["series"] for r in df.to_dict("records") if family(r) == ""}
+    return min(plain, key=lambda n: (len(n), n)) if plain else None
+
+
+def _family_columns(df: pd.DataFrame, reference: str | None) -> pd.DataFrame:
+    """Give every row its family column. The reference is drawn in every column; other plain
+    tanh RNN series (arms that differ only in training, e.g. clipping: identical at
+    initialization) go to "training options"."""
     fam = pd.Series([family(r) for r in df.to_dict("records")], index=df.index)
-    plain = df[fam == ""]
-    reference = plain["series"].iloc[0] if len(plain) else None
+    fam[df["series"] == reference] = ""
     fam[(fam == "") & (df["series"] != reference)] = "training options"
     columns = [f for f in FAMILIES if (fam == f).any()]
     parts = [df[fam == f].assign(column=f) for f in columns]
@@ -116,7 +127,8 @@ def _family_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = None,
                layer: int | None = None, cell_state: bool = False, title: str | None = None,
-               at: list[str] | None = None, by_family: bool = False):
+               at: list[str] | None = None, by_family: bool = False,
+               reference: str | None = None):
     """Draw the figure; returns the matplotlib Figure.
 
     Rows of panels: one per training step, or per entry of ``at`` (see ``panels``). With
@@ -134,11 +146,12 @@ def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = 
     df["grad_norm"] = pd.to_numeric(df["grad_norm"], errors="coerce")
     rows = (list(dict.fromkeys(df["panel"])) if at
             else list(dict.fromkeys(df.sort_values("step", kind="stable")["panel"])))
+    reference = choose_reference(df, reference) if by_family else None
     order = {"rnn": 0, "lstm": 1, "gru": 2}
-    firsts = df.sort_values("cell", key=lambda c: c.map(order), kind="stable").drop_duplicates(
-        "series")
+    rank = df["cell"].map(order) + (df["series"] != reference) * 0.5  # the reference first
+    firsts = df.assign(rank=rank).sort_values("rank", kind="stable").drop_duplicates("series")
     series = list(firsts["series"])
-    df = _family_columns(df) if by_family else df.assign(column="")
+    df = _family_columns(df, reference) if by_family else df.assign(column="")
     columns = list(dict.fromkeys(df["column"]))
     palette = _palette(df, firsts, by_family, sns)
     impls = [i for i in IMPL_DASHES if i in set(df["impl"])]
@@ -181,7 +194,8 @@ def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = 
         f"Gradient vs lag: {first['task']} ({first['variant']}), T={first['seq_len']}, "
         f"H={first['hidden']}, {seeds} seed{'s' if seeds > 1 else ''}\n"
         "line: geometric mean over seeds; band: +-1 sd of log10 norm"), fontsize=11)
-    fig.tight_layout()
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / height))  # room for the two-line title
     return fig
 
 
