@@ -68,6 +68,7 @@ class BenchConfig:
     task: str = "adding"
     probe: bool = True  # also time one gradient probe per implementation
     scaling: bool = True  # also time 2T, for the 2T / T ratio
+    cuda_graph: bool = True  # on CUDA, replay hand's training step as a captured CUDA graph
     seed: int = 0
 
     def validate(self) -> BenchConfig:
@@ -135,6 +136,32 @@ def train_step_fn(model: SequenceModel, optimizer: torch.optim.Optimizer, task: 
     return step
 
 
+def graphed_train_step_fn(model: SequenceModel, optimizer: torch.optim.Optimizer, task: Task,
+                          batch: Batch, seq_len: int) -> Callable[[], None]:
+    """The training step captured once as a CUDA graph and replayed: a hand-written cell launches
+    some 25 small kernels per time step, and replaying them from a graph removes the CPU's launch
+    cost. ``optimizer`` must be capturable (Adam(capturable=True)); the batch is static."""
+    readout = task.readout_steps(seq_len)
+
+    def body() -> None:
+        loss = task.loss(model(batch.inputs, readout), batch.targets)
+        loss.backward()
+        optimizer.step()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as capture requires
+        for _ in range(3):
+            optimizer.zero_grad(set_to_none=True)
+            body()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)  # the captured backward then assigns the gradients
+    with torch.cuda.graph(graph):
+        body()
+    return graph.replay
+
+
 def probe_fn(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> Callable[[], None] | None:
     """One gradient probe (seqbench.probe.probe), or None where it is not available."""
     try:
@@ -178,11 +205,16 @@ def bench_group(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: t
     for T in lens:
         batch = task.sample(T, cfg.batch, gen).to(device)
         for impl, (model, optimizer) in models.items():
-            fns[(impl, "train", T)] = train_step_fn(model, optimizer, task, batch, T)
+            make = graphed_train_step_fn if _graphed(cfg, impl, device) else train_step_fn
+            fns[(impl, "train", T)] = make(model, optimizer, task, batch, T)
             probe = probe_fn(model, task, batch, T) if cfg.probe else None
             if probe is not None:
                 fns[(impl, "probe", T)] = probe
     return time_round_robin(fns, cfg.repeats, cfg.warmup, device)
+
+
+def _graphed(cfg: BenchConfig, impl: str, device: torch.device) -> bool:
+    return cfg.cuda_graph and impl == "hand" and device.type == "cuda"
 
 
 def group_rows(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: torch.device,
@@ -194,6 +226,8 @@ def group_rows(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: to
         step = timings.median(impl, "train", T)
         probe = timings.median(impl, "probe", T)
         hand_kernel = "hand (fused)" if getattr(model.rnn, "fused", False) else "hand (autograd)"
+        if _graphed(cfg, impl, device):
+            hand_kernel = hand_kernel[:-1] + ", CUDA graph)"
         rows.append({
             **common,
             "cell": cell, "impl": impl, "seq_len": T, "total_steps": task.total_steps(T),
@@ -237,7 +271,9 @@ def run_bench(cfg: BenchConfig, on_group: Callable[[list[dict]], None] | None = 
             for impl in cfg.impls:
                 cell_cfg = CellConfig(cell=cell, impl=impl, hidden=cfg.hidden, layers=cfg.layers)
                 model = build_model(task, cell_cfg, cfg.seed).to(device)
-                models[impl] = (model, torch.optim.Adam(model.parameters(), lr=1e-3))
+                capturable = _graphed(cfg, impl, device)
+                models[impl] = (model, torch.optim.Adam(model.parameters(), lr=1e-3,
+                                                        capturable=capturable))
             for T in cfg.seq_lens:
                 load_before = _load()
                 timings = bench_group(cfg, task, cell, T, device, models)

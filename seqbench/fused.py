@@ -55,11 +55,14 @@ _tanh_backward = _aten.tanh_backward.grad_input  # grad * (1 - y^2)
 
 
 def _tanh(x: Tensor, out: Tensor, minus_one: Tensor) -> Tensor:
-    """out = tanh(x) as 2 sigmoid(2x) - 1 (the same function; to within an absolute 1 ulp of 1).
+    """out = tanh(x); on the CPU as 2 sigmoid(2x) - 1 (the same function, to within an absolute
+    1 ulp of 1).
 
-    On this CPU ``torch.tanh`` of a (64, 128) block costs 3-5x a ``sigmoid`` (a slow vectorized
+    On the CPU ``torch.tanh`` of a (64, 128) block costs 3-5x a ``sigmoid`` (a slow vectorized
     tanh), and is run on two threads, which on a busy machine waits for a free core at every step;
-    the three cheap serial ops here are faster on both counts."""
+    the three cheap serial ops here are faster on both counts. On a GPU one kernel beats three."""
+    if x.device.type != "cpu":
+        return torch.tanh(x, out=out)
     torch.add(x, x, out=out)  # 2x (exact; faster than a multiply by a scalar here)
     out.sigmoid_()
     return torch.add(minus_one, out, alpha=2, out=out)
@@ -212,15 +215,17 @@ def _rnn_forward(activation, x, h0, w_ih, w_hh, bias, probe_h, pre: Tensor, out:
     act = _act_forward(activation, x)
     _project(x, w_ih, bias, pre)
     w_hh_t = w_hh.t()
+    pres, outs = pre.unbind(0), out.unbind(0)
+    p_h = probe_h.unbind(0) if probe_h is not None else None
     h = h0
     for t in range(x.shape[0]):
-        a = pre[t]
+        a = pres[t]
         a.addmm_(h, w_hh_t)
         if act is not None:
             act(a)
-        if probe_h is not None:
-            torch.add(a, probe_h[t], out=out[t])
-        h = out[t]
+        if p_h is not None:
+            torch.add(a, p_h[t], out=outs[t])
+        h = outs[t]
 
 
 class RNNFunction(torch.autograd.Function):
@@ -263,15 +268,16 @@ class RNNFunction(torch.autograd.Function):
         else:
             dpre = WORKSPACE.take((T, B, H), out)
             dh_all = torch.empty_like(out) if probe_grad else None
-        dh_buf = torch.empty_like(h0)
+        dhs = dh_all.unbind(0) if dh_all is not None else [torch.empty_like(h0)] * T
+        dpres, pres, gY = dpre.unbind(0), pre.unbind(0), g_out.unbind(0)
         for t in range(T - 1, -1, -1):
-            dh = dh_all[t] if dh_all is not None else dh_buf
+            dh = dhs[t]
             if t == T - 1:
-                torch.add(g_out[t], g_hn, out=dh)
+                torch.add(gY[t], g_hn, out=dh)
             else:
-                torch.addmm(g_out[t], dpre[t + 1], w_hh, out=dh)
+                torch.addmm(gY[t], dpres[t + 1], w_hh, out=dh)
             if act_bwd is not None:
-                act_bwd(dh, pre[t], dpre[t])
+                act_bwd(dh, pres[t], dpres[t])
         dx, dw_ih, dw_hh = _weight_grads((need[2], need[4], need[5]), dpre, x, out, h0, w_ih)
         dh0 = dpre[0] @ w_hh if need[3] else None
         db_ih, db_hh = _bias_grads(need[6], need[7], dpre)
@@ -447,7 +453,6 @@ class LSTMFunction(torch.autograd.Function):
         return None, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, g_ph, g_pc
 
 
-
 # ------------------------------------------------------------------------------------------------
 # GRU (PyTorch's equations, gates r, z, n)
 #   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))    h_t = (h_{t-1} - n) * z + n (+ probe_h[t])
@@ -464,23 +469,27 @@ def _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out: Tensor, save: bool
     hmn = WORKSPACE.take((T, B, H), x) if save else x.new_empty(1, B, H)
     w_hh_t = w_hh.t()
     minus_one = x.new_full((), -1.0)
+    # per-step views, made once: [r, z] block, r, z, n of the gates; W_hh h + b_hh and its n block
+    g_rz, g_r, g_z, g_n = (gates[..., k].unbind(0) for k in
+                           (slice(0, 2 * H), slice(0, H), slice(H, 2 * H), slice(2 * H, 3 * H)))
+    hps, hp_rz, hp_n = hp.unbind(0), hp[..., : 2 * H].unbind(0), hp[..., 2 * H :].unbind(0)
+    hmns, outs = hmn.unbind(0), out.unbind(0)
+    p_h = probe_h.unbind(0) if probe_h is not None else None
     h = h0
     for t in range(T):
         s = t if save else 0
-        hp_t, gt, hmn_t = hp[s], gates[t], hmn[s]
         if b_hh is not None:
-            torch.addmm(b_hh, h, w_hh_t, out=hp_t)
+            torch.addmm(b_hh, h, w_hh_t, out=hps[s])
         else:
-            torch.mm(h, w_hh_t, out=hp_t)
-        rz = gt[:, : 2 * H]
-        rz.add_(hp_t[:, : 2 * H]).sigmoid_()
-        n = gt[:, 2 * H :]
-        _tanh(n.addcmul_(gt[:, :H], hp_t[:, 2 * H :]), n, minus_one)
-        torch.sub(h, n, out=hmn_t)
-        h_t = out[t]
-        torch.addcmul(n, gt[:, H : 2 * H], hmn_t, out=h_t)
-        if probe_h is not None:
-            h_t.add_(probe_h[t])
+            torch.mm(h, w_hh_t, out=hps[s])
+        g_rz[t].add_(hp_rz[s]).sigmoid_()
+        n = g_n[t]
+        _tanh(n.addcmul_(g_r[t], hp_n[s]), n, minus_one)
+        torch.sub(h, n, out=hmns[s])
+        h_t = outs[t]
+        torch.addcmul(n, g_z[t], hmns[s], out=h_t)
+        if p_h is not None:
+            h_t.add_(p_h[t])
         h = h_t
     if save:
         return gates, hp, hmn
@@ -514,24 +523,28 @@ class GRUFunction(torch.autograd.Function):
         # per step: [dr, dz, dhp_n, dxp_n, dh z] (pre-activation gradients; dhp_n = dxp_n * r)
         D = WORKSPACE.take((T, B, 5 * H), out)
         g_ph = torch.empty_like(out) if need[7] else None
-        dh_buf = torch.empty_like(h0)
+        dhs = g_ph.unbind(0) if g_ph is not None else [torch.empty_like(h0)] * T
+        # per-step views, made once
+        d_rz, d_r, d_z, d_hn, d_n, d_hz, d_hp = (D[..., k].unbind(0) for k in (
+            slice(0, 2 * H), slice(0, H), slice(H, 2 * H), slice(2 * H, 3 * H),
+            slice(3 * H, 4 * H), slice(4 * H, 5 * H), slice(0, 3 * H)))
+        g_rz, g_r, g_z, g_n = (gates[..., k].unbind(0) for k in
+                               (slice(0, 2 * H), slice(0, H), slice(H, 2 * H), slice(2 * H, 3 * H)))
+        hp_n, hmns, gY = hp[..., 2 * H :].unbind(0), hmn.unbind(0), g_out.unbind(0)
         for t in range(T - 1, -1, -1):
-            dh = g_ph[t] if g_ph is not None else dh_buf
+            dh = dhs[t]
             if t == T - 1:
-                torch.add(g_out[t], g_hn, out=dh)
+                torch.add(gY[t], g_hn, out=dh)
             else:
-                torch.add(g_out[t], D[t + 1, :, 4 * H :], out=dh)
-                dh.addmm_(D[t + 1, :, : 3 * H], w_hh)
-            d, gt = D[t], gates[t]
-            r, z, n = gt.split(H, 1)
-            d_r, d_z, d_hn, d_n, d_hz = d.split(H, 1)
-            torch.mul(dh, z, out=d_hz)
-            torch.sub(dh, d_hz, out=d_n)  # dh (1 - z)
-            _tanh_backward(d_n, n, grad_input=d_n)
-            torch.mul(d_n, r, out=d_hn)
-            torch.mul(d_n, hp[t, :, 2 * H :], out=d_r)
-            torch.mul(dh, hmn[t], out=d_z)
-            _sigmoid_backward(d[:, : 2 * H], gt[:, : 2 * H], grad_input=d[:, : 2 * H])
+                torch.add(gY[t], d_hz[t + 1], out=dh)
+                dh.addmm_(d_hp[t + 1], w_hh)
+            torch.mul(dh, g_z[t], out=d_hz[t])
+            torch.sub(dh, d_hz[t], out=d_n[t])  # dh (1 - z)
+            _tanh_backward(d_n[t], g_n[t], grad_input=d_n[t])
+            torch.mul(d_n[t], g_r[t], out=d_hn[t])
+            torch.mul(d_n[t], hp_n[t], out=d_r[t])
+            torch.mul(dh, hmns[t], out=d_z[t])
+            _sigmoid_backward(d_rz[t], g_rz[t], grad_input=d_rz[t])
         dhp = D[..., : 3 * H]
         dx, dw_ih, dw_hh = _weight_grads((need[1], need[3], need[4]), dhp, x, out, h0, w_ih,
                                          ih=(D[..., 3 * H : 4 * H], 2 * H))

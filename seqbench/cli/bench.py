@@ -28,6 +28,8 @@ from seqbench.cli import cli, config_errors
               help="Also time one gradient probe per implementation.")
 @click.option("--scaling/--no-scaling", default=True, show_default=True,
               help="Also time 2T (for the 2T / T ratio).")
+@click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True,
+              help="On CUDA, replay hand's training step from a captured CUDA graph.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Torch CPU threads [default: torch's choice].")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
@@ -37,7 +39,7 @@ from seqbench.cli import cli, config_errors
 @click.option("--quiet", "-q", is_flag=True, help="No per-group progress lines on stderr.")
 @config_errors
 def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, probe, scaling,
-          threads, device, out, quiet):
+          cuda_graph, threads, device, out, quiet):
     """Time a training step of each cell x implementation x T; append to OUT.
 
     Hand and builtin are timed in turn in one run (warm-up first, median of repeats), so their
@@ -55,7 +57,7 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
     cfg = BenchConfig(cells=tuple(dict.fromkeys(cell)), impls=tuple(dict.fromkeys(impl)),
                       seq_lens=tuple(dict.fromkeys(seq_len)), batch=batch, hidden=hidden,
                       layers=layers, repeats=repeats, warmup=warmup, threads=threads, device=device,
-                      task=task, probe=probe, scaling=scaling).validate()
+                      task=task, probe=probe, scaling=scaling, cuda_graph=cuda_graph).validate()
     resolve_device(cfg.device)  # fail before any work
     check_appendable(out, BENCH_COLUMNS)
 

@@ -195,7 +195,7 @@ def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = 
         f"H={first['hidden']}, {seeds} seed{'s' if seeds > 1 else ''}\n"
         "line: geometric mean over seeds; band: +-1 sd of log10 norm"), fontsize=11)
     height = fig.get_size_inches()[1]
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / height))  # room for the two-line title
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / height))  # room for the two-line title
     return fig
 
 
