@@ -97,8 +97,10 @@ def builtin_lags(query_step: int, n: int = 32) -> np.ndarray:
 
 
 def _per_sequence_norms(grad: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """grad: (K, B, H) -> batch mean and median of the per-sequence norms, each (K,)."""
-    norms = torch.linalg.vector_norm(grad.double(), dim=-1)  # (K, B)
+    """grad: (K, B, H), time order -> batch mean and median of the per-sequence norms, each (K,),
+    in lag order (reversed). The norms are taken in float64 (squares of float32 gradients near
+    1e-20 would underflow), and only the small (K, B) result is reversed, not the gradients."""
+    norms = torch.linalg.vector_norm(grad, dim=-1, dtype=torch.float64).flip(0)  # (K, B)
     return norms.mean(1).cpu().numpy(), norms.median(1).values.cpu().numpy()
 
 
@@ -139,11 +141,9 @@ def probe_hand(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> 
     flat = [p[k] for p in probes for k in keys]
     grads = torch.autograd.grad(loss, flat)
     lags = np.arange(t_query + 1)
-    # probe index t holds dL/dh_t; lag k = t* - k, so reverse the time axis
-    layer_grads = [
-        {k: grads[i * len(keys) + j].flip(0) for j, k in enumerate(keys)}
-        for i in range(rnn.num_layers)
-    ]
+    # probe index t holds dL/dh_t; lag k = t* - t (the norms are reversed into lag order)
+    layer_grads = [{k: grads[i * len(keys) + j] for j, k in enumerate(keys)}
+                   for i in range(rnn.num_layers)]
     return _curves(layer_grads, lags, rnn.mode == "lstm")
 
 
@@ -212,9 +212,7 @@ def probe_builtin(model: SequenceModel, task: Task, batch: Batch, seq_len: int,
             # The c probe sits after the kernel has used c_t for h_t, so it sees only the path
             # c_t -> c_{t+1}; add the path c_t -> h_t: dL/dh_t * o_t * (1 - tanh(c_t)^2).
             g["c"] = g["c"] + g["h"] * local[layer]
-        # chunk i ends at step ends[i] = t* - lag; reverse so that lags increase
-        for k in keys:
-            g[k] = g[k].flip(0)
+    # chunk i ends at step ends[i] = t* - lag: the norms are reversed into increasing lags
     return _curves(layer_grads, np.asarray(sorted(lags)), lstm)
 
 

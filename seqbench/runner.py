@@ -322,7 +322,7 @@ def _row(trainer: Trainer, result: TrainResult, run_dir: Path, started_at: str, 
         "train_s": round(result.train_seconds, 3),
         "throughput_seq_s": round(result.throughput, 2),
         **environment(device, torch.get_num_threads()),
-        "kernel": kernel(cfg.cell.cell, cfg.cell.impl, device),
+        "kernel": kernel(cfg.cell.cell, cfg.cell.impl, device, cfg.cell.norm),
         "run_dir": str(run_dir),
         "label": cfg.label,
     }

@@ -86,7 +86,7 @@ def test_second_run_appends_a_row_and_a_new_folder(tmp_path):
     ), result.output
     rows = read_csv(tmp_path / "results" / "runs.csv")  # the default --out
     assert [r["task"] for r in rows] == ["adding", "copy"]
-    assert rows[1]["total_steps"] == "25" and rows[1]["kernel"] == "hand (autograd)"
+    assert rows[1]["total_steps"] == "25" and rows[1]["kernel"] == "hand (fused)"
     assert len({r["run_id"] for r in rows}) == 2
     assert len(list((tmp_path / "results" / "runs").iterdir())) == 2
 
