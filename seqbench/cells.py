@@ -286,28 +286,31 @@ class HandRNN(nn.Module):
         out = x
         for layer in range(L):
             layer_input = out
-            weights = self.layer_weights(layer)
             probe = probes[layer] if probes is not None else {}
-            if self.mode == "lstm":
-                out, h, c = (fused.lstm if self.fused else lstm_layer)(
-                    out, h0[layer], c0[layer], *weights,
-                    probe_h=probe.get("h"), probe_c=probe.get("c"))
-                c_n.append(c)
-            elif self.mode == "gru":
-                out, h = (fused.gru if self.fused else gru_layer)(
-                    out, h0[layer], *weights, probe_h=probe.get("h"))
-            else:
-                if self.fused:
-                    out, h = fused.rnn(out, h0[layer], *weights, self.nonlinearity,
-                                       probe_h=probe.get("h"))
-                else:
-                    act = ACTIVATIONS[self.nonlinearity]
-                    out, h = rnn_layer(out, h0[layer], *weights, act, probe_h=probe.get("h"))
+            c_init = c0[layer] if c0 is not None else None
+            out, h, c = self._layer(layer, out, h0[layer], c_init, probe)
             if self.residual and layer > 0:  # He et al. 2016; Wu et al. 2016 for LSTM stacks
                 out = out + layer_input
             h_n.append(h)
+            c_n.append(c)
         h_n = torch.stack(h_n)
         return (out, (h_n, torch.stack(c_n))) if self.mode == "lstm" else (out, h_n)
+
+    def _layer(self, layer: int, x: Tensor, h: Tensor, c: Tensor | None, probe: dict):
+        """One layer over the whole sequence: (outputs (T, B, H), h_T, c_T or None)."""
+        weights = self.layer_weights(layer)
+        if self.mode == "lstm":
+            return (fused.lstm if self.fused else lstm_layer)(
+                x, h, c, *weights, probe_h=probe.get("h"), probe_c=probe.get("c"))
+        if self.mode == "gru":
+            out, h = (fused.gru if self.fused else gru_layer)(x, h, *weights,
+                                                               probe_h=probe.get("h"))
+        elif self.fused:
+            out, h = fused.rnn(x, h, *weights, self.nonlinearity, probe_h=probe.get("h"))
+        else:
+            out, h = rnn_layer(x, h, *weights, ACTIVATIONS[self.nonlinearity],
+                               probe_h=probe.get("h"))
+        return out, h, None
 
     def extra_repr(self) -> str:
         s = f"{self.mode}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"

@@ -117,7 +117,7 @@ class NormRNN(HandRNN):
         bias = self._get(f"bn_{part}_bias", layer)
         return out + bias if bias is not None else out
 
-    # -- one layer over the sequence -----------------------------------------------------------
+    # -- one layer over the sequence (HandRNN.forward runs the stack) --------------------------
     def _layer(self, layer: int, x: Tensor, h: Tensor, c: Tensor | None, probe: dict):
         w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
         T = x.shape[0]
@@ -148,27 +148,6 @@ class NormRNN(HandRNN):
                 h = h + ph
             outputs.append(h)
         return torch.stack(outputs), h, c
-
-    def forward(self, x: Tensor, hx=None, probes=None):
-        """As HandRNN.forward: ``(output, h_n)``, or ``(output, (h_n, c_n))`` for lstm."""
-        T, B, _ = x.shape
-        L, H = self.num_layers, self.hidden_size
-        if hx is None:
-            zeros = x.new_zeros(L, B, H)
-            hx = (zeros, zeros) if self.mode == "lstm" else zeros
-        h0, c0 = hx if self.mode == "lstm" else (hx, None)
-        h_n, c_n, out = [], [], x
-        for layer in range(L):
-            layer_input = out
-            probe = probes[layer] if probes is not None else {}
-            c_init = c0[layer] if c0 is not None else None
-            out, h, c = self._layer(layer, out, h0[layer], c_init, probe)
-            if self.residual and layer > 0:
-                out = out + layer_input
-            h_n.append(h)
-            c_n.append(c)
-        h_n = torch.stack(h_n)
-        return (out, (h_n, torch.stack(c_n))) if self.mode == "lstm" else (out, h_n)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", norm={self.norm}"
