@@ -78,6 +78,15 @@ def config_errors(fn):
     return wrapper
 
 
+def options_given(ctx: click.Context, allowed: tuple[str, ...]) -> list[str]:
+    """The options typed on the command line, other than ``allowed`` (as ``--flag-name``)."""
+    from click.core import ParameterSource
+
+    return ["--" + p.name.replace("_", "-") for p in ctx.command.params
+            if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
+            and p.name not in allowed]
+
+
 @click.group(cls=SeqbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="seqbench")
 def cli():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from seqbench.cli import cli, config_errors
+from seqbench.cli import cli, config_errors, options_given
 from seqbench.cli.options import cell_options, device_options, task_options
 
 
@@ -40,7 +40,6 @@ def grads(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity,
       seqbench grads --task adding --seq-len 500 --cell rnn --cell lstm --cell gru --seeds 3
     """
     import torch
-    from click.core import ParameterSource
 
     from seqbench.errors import ConfigError
     from seqbench.grads import (
@@ -58,11 +57,9 @@ def grads(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity,
     if spec is None and profile is not None:
         raise ConfigError("--profile needs --spec")
     if spec is not None:
-        given = [p.name for p in ctx.command.params
-                 if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
-                 and p.name not in ("spec", "profile", "device", "threads", "out", "quiet")]
+        given = options_given(ctx, ("spec", "profile", "device", "threads", "out", "quiet"))
         if given:
-            raise ConfigError(f"--spec defines the grid; drop --{given[0].replace('_', '-')}")
+            raise ConfigError(f"--spec defines the grid; drop {given[0]}")
         from seqbench.spec import expand_spec
 
         dev = resolve_device(device)

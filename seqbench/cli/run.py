@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from click.core import ParameterSource
 
 from seqbench.choices import CLIP_MODES
-from seqbench.cli import cli, config_errors
+from seqbench.cli import cli, config_errors, options_given
 from seqbench.cli.options import cell_options, device_options, task_options
 
 
@@ -63,11 +62,9 @@ def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, i
     from seqbench.runner import RunInterrupted, execute_run, resume_run
 
     if resume_dir is not None:
-        given = [p.name for p in ctx.command.params
-                 if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
-                 and p.name not in ("resume_dir", "device", "threads", "quiet")]
+        given = options_given(ctx, ("resume_dir", "device", "threads", "quiet"))
         if given:
-            raise ConfigError(f"--resume takes the run's own config; drop --{given[0].replace('_', '-')} "
+            raise ConfigError(f"--resume takes the run's own config; drop {given[0]} "
                               "(allowed with --resume: --device, --threads, --quiet)")
         if device != "auto":
             resolve_device(device)
