@@ -46,7 +46,7 @@ BENCH_COLUMNS = [
     "ms_probe", "probe_ratio",
     "ms_step_2t", "scale_2t", "ms_probe_2t", "probe_scale_2t",
     "load_before", "load_after",
-    "device", "device_name", "threads", "torch_version", "cudnn_version", "onednn_version",
+    "device", "device_name", "threads", "malloc", "torch_version", "cudnn_version", "onednn_version",
     "seqbench_version", "git_commit",
 ]
 

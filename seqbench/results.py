@@ -42,7 +42,7 @@ RUN_COLUMNS = [
     "status", "steps_taken", "final_loss", "baseline_loss", "loss_ratio", "accuracy",
     "solved", "solved_step",
     "wall_s", "train_s", "throughput_seq_s",
-    "device", "device_name", "threads", "kernel",
+    "device", "device_name", "threads", "malloc", "kernel",
     "torch_version", "cudnn_version", "onednn_version", "seqbench_version", "git_commit",
     "run_dir",
     "label",  # the spec's name for the run's comparison arm (RunConfig.label); "" = none

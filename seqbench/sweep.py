@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from seqbench import malloc
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
 from seqbench.progress import ProgressLine, format_duration
@@ -194,6 +195,7 @@ def run_detached(cfg: RunConfig) -> Outcome:
     """Train one run in a scratch folder (a Ray task); return its row and run-folder files."""
     from seqbench.runner import execute_run
 
+    malloc.tune()  # a Ray worker process is not seqbench's: tune it here (seqbench.malloc)
     started_at, t0 = _now(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="seqbench-") as scratch:
         try:
@@ -249,6 +251,7 @@ def _init_worker(parent: int) -> None:
     the sweep process dies (SIGKILL), a worker finishes and records the run in progress, then exits
     instead of waiting forever for more work."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    malloc.tune()  # as in the sweep process (seqbench.malloc); spawned workers start untuned
     _WORKER["parent"] = parent
     threading.Thread(target=_watch_parent, name="seqbench-watch-parent", daemon=True).start()
 

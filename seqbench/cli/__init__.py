@@ -95,6 +95,9 @@ def cli():
     Train RNN, LSTM and GRU cells (PyTorch's built-in modules or hand-written twins) on the adding
     problem, copy memory and delayed recall, and record every run as a row of results/runs.csv.
     """
+    from seqbench import malloc
+
+    malloc.tune()  # large tensors reused from the heap, not page-faulted anew (seqbench.malloc)
 
 
 def main(prog_name: str | None = None) -> None:
