@@ -317,7 +317,7 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, probe_h, probe_c, out: Tensor,
     w[2] *= 2  # g = tanh(a) = 2 sigmoid(2a) - 1: the cell gate's pre-activation, doubled (exact)
     w4 = w.transpose(1, 2)  # (4, H+I+1, H): gate k's weights, transposed
     bufs = [x.new_empty(5, B, H) for _ in range(2)]  # [i, f, g, o, c_{t-1}], ping-pong
-    views = [(s[:4], s[:2], s[2:4], *s.unbind(0), s[2::2]) for s in bufs]
+    views = [(s[:4], s[:2], *s.unbind(0), s[2::2]) for s in bufs]
     bufs[0][4] = c0
     c_last, tc = x.new_empty(B, H), x.new_empty(B, H)  # c_T; tanh(c_t)
     minus_one = x.new_full((), -1.0)
@@ -330,10 +330,9 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, probe_h, probe_c, out: Tensor,
     p_h = probe_h.unbind(0) if probe_h is not None else None
     p_c = probe_c.unbind(0) if probe_c is not None else None
     for t in range(T):
-        gates, i_f, g_o, i, f, g, o, c, g_c = views[t % 2]
+        gates, i_f, i, f, g, o, c, g_c = views[t % 2]
         torch.bmm(hx_in[t], w4, out=gates)
-        i_f.sigmoid_()
-        g_o.sigmoid_()
+        gates.sigmoid_()  # (4, B, H): one op, still below the size torch runs on two threads
         torch.add(minus_one, g, alpha=2, out=g)  # tanh(a) = 2 sigmoid(2a) - 1
         c_t = views[(t + 1) % 2][7] if t < T - 1 else c_last
         torch.mul(f, c, out=c_t)
