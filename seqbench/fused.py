@@ -334,7 +334,7 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, probe_h, probe_c, out: Tensor,
         torch.bmm(hx_in[t], w4, out=gates)
         gates.sigmoid_()  # (4, B, H): one op, still below the size torch runs on two threads
         torch.add(minus_one, g, alpha=2, out=g)  # tanh(a) = 2 sigmoid(2a) - 1
-        c_t = views[(t + 1) % 2][7] if t < T - 1 else c_last
+        c_t = bufs[(t + 1) % 2][4] if t < T - 1 else c_last  # the next step's c_{t-1} slot
         torch.mul(f, c, out=c_t)
         c_t.addcmul_(i, g)
         if p_c is not None:
