@@ -11,9 +11,9 @@ the input projection of all steps is one matrix product before the loop, the loo
 ``unbind(0)`` views (indexing a stacked tensor per step makes the backward pass O(T^2)), and each
 step does one ``addmm`` plus pointwise work.
 
-Because it is plain PyTorch, the hand-written layer can also expose what the fused kernels hide:
-optional zero "probe" tensors added to every h_t (and c_t) make dL/dh_t for every t available from
-a single backward pass (see seqbench.probe).
+Because it is written out, the hand-written layer can also expose what the fused kernels hide: the
+norm of the gradient arriving at every h_t (and c_t), ||dL/dh_t|| per sequence, recorded during a
+single backward pass (``grad_norms``; see seqbench.probe).
 """
 
 from __future__ import annotations
@@ -140,8 +140,8 @@ def options_label(cell: dict) -> str:
 
 # --------------------------------------------------------------------------------------------
 # One layer over a whole sequence. x: (T, B, I); h, c: (B, H); returns outputs (T, B, H) and the
-# final state. probe_h / probe_c: optional (T, B, H) tensors added to h_t / c_t (zeros, for the
-# gradient probe); unbound once, never indexed per step.
+# final state. norms_h / norms_c: optional (T, B) tensors into which the backward pass writes
+# ||dL/dh_t|| / ||dL/dc_t|| per sequence (seqbench.probe).
 # --------------------------------------------------------------------------------------------
 
 
@@ -153,24 +153,32 @@ def _input_projection(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> list[Tens
     return list(xp.view(T, B, -1).unbind(0))
 
 
-def _unbind(probe: Tensor | None, T: int) -> Sequence[Tensor | None]:
-    return probe.unbind(0) if probe is not None else [None] * T
+def record_grad_norm(state: Tensor, norms: Tensor | None, t: int) -> None:
+    """Have the backward pass write the per-sequence norm of dL/d``state`` (the total gradient
+    arriving at it, from every use) into ``norms[t]``; nothing if ``norms`` is None."""
+    if norms is None or not state.requires_grad:
+        return
+    row = norms[t]
+
+    def hook(grad: Tensor) -> None:
+        torch.linalg.vector_norm(grad, dim=-1, dtype=row.dtype, out=row)
+
+    state.register_hook(hook)
 
 
-def rnn_layer(x, h, w_ih, w_hh, b_ih, b_hh, activation, probe_h=None):
+def rnn_layer(x, h, w_ih, w_hh, b_ih, b_hh, activation, norms_h=None):
     """h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
     bias = b_ih + b_hh if b_ih is not None else None
     w_hh_t = w_hh.t()
     outputs = []
-    for xp_t, p in zip(_input_projection(x, w_ih, bias), _unbind(probe_h, x.shape[0])):
+    for t, xp_t in enumerate(_input_projection(x, w_ih, bias)):
         h = activation(torch.addmm(xp_t, h, w_hh_t))
-        if p is not None:
-            h = h + p
+        record_grad_norm(h, norms_h, t)
         outputs.append(h)
     return torch.stack(outputs), h
 
 
-def lstm_layer(x, h, c, w_ih, w_hh, b_ih, b_hh, probe_h=None, probe_c=None):
+def lstm_layer(x, h, c, w_ih, w_hh, b_ih, b_hh, norms_h=None, norms_c=None):
     """PyTorch's LSTM equations, gates in the order i, f, g, o:
 
     i = sigmoid(W_ii x + b_ii + W_hi h + b_hi)      f = sigmoid(W_if x + b_if + W_hf h + b_hf)
@@ -179,23 +187,19 @@ def lstm_layer(x, h, c, w_ih, w_hh, b_ih, b_hh, probe_h=None, probe_c=None):
     """
     bias = b_ih + b_hh if b_ih is not None else None
     w_hh_t = w_hh.t()
-    T = x.shape[0]
     outputs = []
-    steps = zip(_input_projection(x, w_ih, bias), _unbind(probe_h, T), _unbind(probe_c, T))
-    for xp_t, ph, pc in steps:
+    for t, xp_t in enumerate(_input_projection(x, w_ih, bias)):
         gates = torch.addmm(xp_t, h, w_hh_t)  # (B, 4H)
         ingate, forgetgate, cellgate, outgate = gates.chunk(4, 1)
         c = torch.sigmoid(forgetgate) * c + torch.sigmoid(ingate) * torch.tanh(cellgate)
-        if pc is not None:
-            c = c + pc
         h = torch.sigmoid(outgate) * torch.tanh(c)
-        if ph is not None:
-            h = h + ph
+        record_grad_norm(c, norms_c, t)
+        record_grad_norm(h, norms_h, t)
         outputs.append(h)
     return torch.stack(outputs), h, c
 
 
-def gru_layer(x, h, w_ih, w_hh, b_ih, b_hh, probe_h=None):
+def gru_layer(x, h, w_ih, w_hh, b_ih, b_hh, norms_h=None):
     """PyTorch's GRU equations, gates in the order r, z, n:
 
     r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)      z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
@@ -203,7 +207,7 @@ def gru_layer(x, h, w_ih, w_hh, b_ih, b_hh, probe_h=None):
     """
     w_hh_t = w_hh.t()
     outputs = []
-    for xp_t, p in zip(_input_projection(x, w_ih, b_ih), _unbind(probe_h, x.shape[0])):
+    for t, xp_t in enumerate(_input_projection(x, w_ih, b_ih)):
         hp = torch.addmm(b_hh, h, w_hh_t) if b_hh is not None else h @ w_hh_t  # (B, 3H)
         x_r, x_z, x_n = xp_t.chunk(3, 1)
         h_r, h_z, h_n = hp.chunk(3, 1)
@@ -211,8 +215,7 @@ def gru_layer(x, h, w_ih, w_hh, b_ih, b_hh, probe_h=None):
         updategate = torch.sigmoid(x_z + h_z)
         newgate = torch.tanh(x_n + resetgate * h_n)
         h = newgate + updategate * (h - newgate)  # = (1 - z) * n + z * h
-        if p is not None:
-            h = h + p
+        record_grad_norm(h, norms_h, t)
         outputs.append(h)
     return torch.stack(outputs), h
 
@@ -269,12 +272,12 @@ class HandRNN(nn.Module):
         get = lambda name: getattr(self, f"{name}_l{layer}", None)  # noqa: E731
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
 
-    def forward(self, x: Tensor, hx=None, probes: Sequence[dict] | None = None):
+    def forward(self, x: Tensor, hx=None, grad_norms: Sequence[dict] | None = None):
         """x: (T, B, input_size). hx: initial state(s), shaped as for the built-in module.
 
-        probes: optional, one dict per layer with tensors ``"h"`` (and ``"c"`` for lstm) of shape
-        (T, B, H) added to h_t (c_t) in that layer. Zeros leave the function unchanged; their
-        gradients are dL/dh_t (dL/dc_t) for every t.
+        grad_norms: optional, one dict per layer with floating tensors ``"h"`` (and ``"c"`` for
+        lstm) of shape (T, B), into which the backward pass writes ||dL/dh_t|| (||dL/dc_t||) of
+        each sequence, for every t in that layer. The function computed is unchanged.
         """
         T, B, _ = x.shape
         L, H = self.num_layers, self.hidden_size
@@ -286,9 +289,9 @@ class HandRNN(nn.Module):
         out = x
         for layer in range(L):
             layer_input = out
-            probe = probes[layer] if probes is not None else {}
+            norms = grad_norms[layer] if grad_norms is not None else {}
             c_init = c0[layer] if c0 is not None else None
-            out, h, c = self._layer(layer, out, h0[layer], c_init, probe)
+            out, h, c = self._layer(layer, out, h0[layer], c_init, norms)
             if self.residual and layer > 0:  # He et al. 2016; Wu et al. 2016 for LSTM stacks
                 out = out + layer_input
             h_n.append(h)
@@ -296,20 +299,20 @@ class HandRNN(nn.Module):
         h_n = torch.stack(h_n)
         return (out, (h_n, torch.stack(c_n))) if self.mode == "lstm" else (out, h_n)
 
-    def _layer(self, layer: int, x: Tensor, h: Tensor, c: Tensor | None, probe: dict):
+    def _layer(self, layer: int, x: Tensor, h: Tensor, c: Tensor | None, norms: dict):
         """One layer over the whole sequence: (outputs (T, B, H), h_T, c_T or None)."""
         weights = self.layer_weights(layer)
         if self.mode == "lstm":
             return (fused.lstm if self.fused else lstm_layer)(
-                x, h, c, *weights, probe_h=probe.get("h"), probe_c=probe.get("c"))
+                x, h, c, *weights, norms_h=norms.get("h"), norms_c=norms.get("c"))
         if self.mode == "gru":
             out, h = (fused.gru if self.fused else gru_layer)(x, h, *weights,
-                                                               probe_h=probe.get("h"))
+                                                               norms_h=norms.get("h"))
         elif self.fused:
-            out, h = fused.rnn(x, h, *weights, self.nonlinearity, probe_h=probe.get("h"))
+            out, h = fused.rnn(x, h, *weights, self.nonlinearity, norms_h=norms.get("h"))
         else:
             out, h = rnn_layer(x, h, *weights, ACTIVATIONS[self.nonlinearity],
-                               probe_h=probe.get("h"))
+                               norms_h=norms.get("h"))
         return out, h, None
 
     def extra_repr(self) -> str:

@@ -14,20 +14,23 @@ forward
 backward
     the loop over steps does only the sequential work: dh_{t-1} = dgates_t W_hh (plus the direct
     paths) and the gate gradients, a few pointwise ops per step into preallocated buffers. The
-    weight gradients dW_hh, dW_ih, the bias gradients and the gradient of the input are computed
-    after the loop, for all steps at once, one matrix product (or one sum) each.
+    weight gradients dW_hh, dW_ih and the bias gradients are computed after the loop, for all
+    steps at once, in one matrix product with the stacked inputs [h_{t-1}, x_t, 1]; the gradient of
+    the input in one more.
 
-Probes: optional tensors ``probe_h`` / ``probe_c`` of shape (T, B, H), added to h_t / c_t in the
-forward pass (zeros in practice, so the function is unchanged). Their gradient is exactly
-dL/dh_t / dL/dc_t, the total gradient arriving at h_t / c_t, for every t; the backward writes it
-straight into the returned gradient buffer, at no extra cost.
+Gradient norms: optional (T, B) tensors ``norms_h`` / ``norms_c``, filled by the backward pass
+with the per-sequence norms ||dL/dh_t|| / ||dL/dc_t|| of the total gradient arriving at h_t / c_t,
+for every t (seqbench.probe). The backward computes those gradients anyway; it keeps them in a
+pooled (T, B, H) buffer instead of a single reused one and takes all the norms in one call after
+the loop, in the norms' dtype (float64 in seqbench.probe). Forward pass and results are unchanged.
 
 Workspace: on the CPU, large fresh buffers cost more than the arithmetic done in them (the kernel
 maps and zero-fills every page on first touch, about 0.6 ms per MB here; shared/REFERENCES.md
-section 5), so internal (T, B, .) buffers come from a small pool of reusable blocks (``WORKSPACE``;
-``WORKSPACE.clear()`` frees it). Buffers saved for the backward are returned to the pool by the
-backward; a second backward through the same graph (``retain_graph=True``) recomputes them from the
-saved inputs. Tensors handed to the caller (outputs, gradients) are always fresh.
+section 5; seqbench.malloc), so internal (T, B, .) buffers come from a small pool of reusable
+blocks (``WORKSPACE``; ``WORKSPACE.clear()`` frees it). Buffers saved for the backward are
+returned to the pool by the backward; a second backward through the same graph
+(``retain_graph=True``) recomputes them from the saved inputs. Tensors handed to the caller
+(outputs, gradients) are always fresh.
 
 Any device and floating dtype (float32, float64): only device-agnostic torch ops are used (on CUDA
 the caching allocator replaces the pool). Double backward is not supported. Shapes: x (T, B, I);
@@ -162,6 +165,12 @@ def _project(x: Tensor, w_ih: Tensor, bias: Tensor | None, out: Tensor) -> Tenso
     return out
 
 
+def _record_norms(grads: Tensor, norms: Tensor) -> None:
+    """norms (T, B) <- the per-sequence norms of grads (T, B, H), taken in float64 (squares of
+    float32 gradients near 1e-20 would underflow in float32)."""
+    torch.linalg.vector_norm(grads, dim=2, dtype=norms.dtype, out=norms)
+
+
 def _stacked_inputs(x: Tensor, h0: Tensor, bias: bool, y: Tensor | None = None) -> Tensor:
     """A pooled (T, B, H + I (+ 1)) buffer: row t holds [h_{t-1}, x_t (, 1)], so that one product
     with [W_hh, W_ih (, b)]^T gives every step's pre-activations, input projection and bias
@@ -202,70 +211,49 @@ def _split_products(dw: Tensor, H: int, n_in: int, need: tuple[bool, bool, bool,
 
 
 # ------------------------------------------------------------------------------------------------
-# Elman RNN:  h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (+ probe_h[t])
+# Elman RNN:  h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
 # ------------------------------------------------------------------------------------------------
 
 
-def _rnn_forward(activation, x, h0, w_ih, w_hh, bias, probe_h, pre: Tensor, out: Tensor) -> None:
-    """pre <- act(pre-activations) without the probe; out <- h_t (``out`` may be ``pre``)."""
+def _rnn_forward(activation, x, h0, w_ih, w_hh, bias, out: Tensor) -> None:
+    """out <- h_t for every step."""
     act = _act_forward(activation, x)
-    _project(x, w_ih, bias, pre)
+    _project(x, w_ih, bias, out)
     w_hh_t = w_hh.t()
-    pres, outs = pre.unbind(0), out.unbind(0)
-    p_h = probe_h.unbind(0) if probe_h is not None else None
+    outs = out.unbind(0)
     h = h0
     for t in range(x.shape[0]):
-        a = pres[t]
-        a.addmm_(h, w_hh_t)
+        h = outs[t].addmm_(h, w_hh_t)
         if act is not None:
-            act(a)
-        if p_h is not None:
-            torch.add(a, p_h[t], out=outs[t])
-        h = outs[t]
+            act(h)
 
 
 class RNNFunction(torch.autograd.Function):
     """One Elman RNN layer over a whole sequence; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, activation: str, save: bool, x, h0, w_ih, w_hh, b_ih, b_hh, probe_h):
+    def forward(ctx, activation: str, x, h0, w_ih, w_hh, b_ih, b_hh, norms_h):
         T, B, _ = x.shape
-        H = w_hh.shape[1]
-        out = x.new_empty(T, B, H)
-        # with a probe, act(pre_t) (needed for act') differs from the output h_t: a pooled buffer
-        pre = out if probe_h is None else WORKSPACE.take((T, B, H), x)
-        _rnn_forward(activation, x, h0, w_ih, w_hh, _bias_sum(b_ih, b_hh), probe_h, pre, out)
-        ctx.activation = activation
-        ctx.pre = pre if (save and probe_h is not None) else None
-        if probe_h is not None and not save:
-            WORKSPACE.give(pre)
-        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out)
+        out = x.new_empty(T, B, w_hh.shape[1])
+        _rnn_forward(activation, x, h0, w_ih, w_hh, _bias_sum(b_ih, b_hh), out)
+        ctx.activation, ctx.norms_h = activation, norms_h
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, out)
         return out, out[T - 1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_out, g_hn):
-        x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out = ctx.saved_tensors
+        x, h0, w_ih, w_hh, b_ih, b_hh, out = ctx.saved_tensors
         T, B, H = out.shape
-        need = ctx.needs_input_grad  # (activation, save, x, h0, w_ih, w_hh, b_ih, b_hh, probe_h)
-        pre = out
-        if probe_h is not None:
-            pre, ctx.pre = ctx.pre, None
-            if pre is None:  # a second backward through this graph: recompute
-                pre = WORKSPACE.take((T, B, H), x)
-                _rnn_forward(ctx.activation, x, h0, w_ih, w_hh, _bias_sum(b_ih, b_hh), probe_h,
-                             pre, torch.empty_like(out))
+        need = ctx.needs_input_grad  # (activation, x, h0, w_ih, w_hh, b_ih, b_hh, norms_h)
         act_bwd = _act_backward(ctx.activation)
-        # dh_t (the total gradient arriving at h_t) is written straight into the probe's gradient
-        probe_grad = need[8]
-        if act_bwd is None:  # identity: dpre_t = dh_t
-            dpre = torch.empty_like(out) if probe_grad else WORKSPACE.take((T, B, H), out)
-            dh_all = dpre
-        else:
-            dpre = WORKSPACE.take((T, B, H), out)
-            dh_all = torch.empty_like(out) if probe_grad else None
+        dpre = WORKSPACE.take((T, B, H), out)
+        # dh_t, the total gradient arriving at h_t: kept for every t only when its norms are asked
+        # for (with the identity, dpre_t = dh_t)
+        keep = ctx.norms_h is not None and act_bwd is not None
+        dh_all = WORKSPACE.take((T, B, H), out) if keep else dpre if act_bwd is None else None
         dhs = dh_all.unbind(0) if dh_all is not None else [torch.empty_like(h0)] * T
-        dpres, pres, gY = dpre.unbind(0), pre.unbind(0), g_out.unbind(0)
+        dpres, outs, gY = dpre.unbind(0), out.unbind(0), g_out.unbind(0)
         for t in range(T - 1, -1, -1):
             dh = dhs[t]
             if t == T - 1:
@@ -273,25 +261,24 @@ class RNNFunction(torch.autograd.Function):
             else:
                 torch.addmm(gY[t], dpres[t + 1], w_hh, out=dh)
             if act_bwd is not None:
-                act_bwd(dh, pres[t], dpres[t])
-        dx = (dpre.reshape(T * B, H) @ w_ih).view(T, B, -1) if need[2] else None
-        dh0 = dpre[0] @ w_hh if need[3] else None
+                act_bwd(dh, outs[t], dpres[t])
+        if ctx.norms_h is not None:
+            _record_norms(dh_all, ctx.norms_h)
+        dx = (dpre.reshape(T * B, H) @ w_ih).view(T, B, -1) if need[1] else None
+        dh0 = dpre[0] @ w_hh if need[2] else None
         dw_ih = dw_hh = db_ih = db_hh = None
-        if any(need[4:8]):
+        if any(need[3:7]):
             hx = _stacked_inputs(x, h0, b_ih is not None or b_hh is not None, y=out)
             dw_ih, dw_hh, db_ih, db_hh = _split_products(_input_products(dpre, hx), H,
-                                                         x.shape[2], need[4:8])
+                                                         x.shape[2], need[3:7])
             WORKSPACE.give(hx)
-        if pre is not out:
-            WORKSPACE.give(pre)
-        if dpre is not dh_all:
-            WORKSPACE.give(dpre)
-        return None, None, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_all if probe_grad else None
+        WORKSPACE.give(dpre, dh_all if keep else None)
+        return None, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None
 
 
 # ------------------------------------------------------------------------------------------------
 # LSTM (PyTorch's equations, gates i, f, g, o)
-#   c_t = f * c_{t-1} + i * g (+ probe_c[t])        h_t = o * tanh(c_t) (+ probe_h[t])
+#   c_t = f * c_{t-1} + i * g        h_t = o * tanh(c_t)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -300,7 +287,7 @@ def _stacked_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor | None) -> Tensor:
     return torch.cat(parts, dim=1)
 
 
-def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, probe_h, probe_c, out: Tensor,
+def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, out: Tensor,
                   K: Tensor | None) -> tuple[Tensor, Tensor]:
     """Fills out (T, B, H) with h_t and, if given, K (T, 6, B, H) with the factors the backward
     multiplies by: [f, g i(1-i), c_{t-1} f(1-f), i (1-g^2), tanh(c) o(1-o), o (1-tanh^2(c))].
@@ -327,8 +314,6 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, probe_h, probe_c, out: Tensor,
     outs = out.unbind(0)
     if K is not None:  # per-step views of the factors' blocks
         k_f, k_if, k_g, k_o, k_c = (K[:, j].unbind(0) for j in (0, slice(1, 3), 3, 4, 5))
-    p_h = probe_h.unbind(0) if probe_h is not None else None
-    p_c = probe_c.unbind(0) if probe_c is not None else None
     for t in range(T):
         gates, i_f, i, f, g, o, c, g_c = views[t % 2]
         torch.bmm(hx_in[t], w4, out=gates)
@@ -337,13 +322,9 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, probe_h, probe_c, out: Tensor,
         c_t = bufs[(t + 1) % 2][4] if t < T - 1 else c_last  # the next step's c_{t-1} slot
         torch.mul(f, c, out=c_t)
         c_t.addcmul_(i, g)
-        if p_c is not None:
-            c_t.add_(p_c[t])
         _tanh(c_t, tc, minus_one)
         h_t = outs[t]
         torch.mul(o, tc, out=h_t)
-        if p_h is not None:
-            h_t.add_(p_h[t])
         if t < T - 1:
             hx_h[t + 1].copy_(h_t)
         if K is not None:
@@ -365,34 +346,34 @@ class LSTMFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, save: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h, probe_c):
+    def forward(ctx, save: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh, norms_h, norms_c):
         T, B, _ = x.shape
         H = w_hh.shape[1]
         out = x.new_empty(T, B, H)
         K = WORKSPACE.take((T, 6, B, H), x) if save else None
-        c_n, hx = _lstm_forward(x, h0, c0, w_ih, w_hh, _bias_sum(b_ih, b_hh), probe_h, probe_c,
-                                out, K)
+        c_n, hx = _lstm_forward(x, h0, c0, w_ih, w_hh, _bias_sum(b_ih, b_hh), out, K)
         if save:
             ctx.buffers = K, hx
         else:
             WORKSPACE.give(hx)
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h, probe_c)
+        ctx.norms = norms_h, norms_c
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
         return out, out[T - 1].clone(), c_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_out, g_hn, g_cn):
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h, probe_c = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
         T, B, n_in = x.shape
         H = w_hh.shape[1]
         buffers, ctx.buffers = getattr(ctx, "buffers", None), None
         if buffers is None:  # a second backward through this graph: recompute
             K = WORKSPACE.take((T, 6, B, H), x)
-            _, hx = _lstm_forward(x, h0, c0, w_ih, w_hh, _bias_sum(b_ih, b_hh), probe_h, probe_c,
+            _, hx = _lstm_forward(x, h0, c0, w_ih, w_hh, _bias_sum(b_ih, b_hh),
                                   x.new_empty(T, B, H), K)
         else:
             K, hx = buffers
-        need = ctx.needs_input_grad  # (save, x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h, probe_c)
+        need = ctx.needs_input_grad  # (save, x, h0, c0, w_ih, w_hh, b_ih, b_hh, norms_h, norms_c)
         D = WORKSPACE.take((T, B, 5 * H), x)  # per step: [dc_t f_t, di, df, dg, do]
         dgates = D[..., H:]
         # per-step views, made once (a Python-level index per step costs more than it looks)
@@ -402,11 +383,13 @@ class LSTMFunction(torch.autograd.Function):
         D_lo, D_hi, D_o, D_cf = Dv[:, 0:2].unbind(0), Dv[:, 2:4].unbind(0), Dv[:, 4].unbind(0), \
             Dv[:, 0].unbind(0)
         dG, gY = dgates.unbind(0), g_out.unbind(0)
-        g_ph = torch.empty_like(g_out) if need[8] else None
-        g_pc = torch.empty_like(g_out) if need[9] else None
-        dh_buf, dc_buf = torch.empty_like(h0), torch.empty_like(h0)
-        dhs = g_ph.unbind(0) if g_ph is not None else [dh_buf] * T
-        dcs = g_pc.unbind(0) if g_pc is not None else [dc_buf] * T
+        # dh_t, dc_t (the total gradients arriving at h_t, c_t): kept for every t only when
+        # their norms are asked for
+        norms_h, norms_c = ctx.norms
+        dh_all = WORKSPACE.take((T, B, H), x) if norms_h is not None else None
+        dc_all = WORKSPACE.take((T, B, H), x) if norms_c is not None else None
+        dhs = dh_all.unbind(0) if dh_all is not None else [torch.empty_like(h0)] * T
+        dcs = dc_all.unbind(0) if dc_all is not None else [torch.empty_like(h0)] * T
         for t in range(T - 1, -1, -1):
             dh, dc = dhs[t], dcs[t]
             if t == T - 1:
@@ -420,6 +403,9 @@ class LSTMFunction(torch.autograd.Function):
             torch.mul(K_lo[t], dc, out=D_lo[t])
             torch.mul(K_hi[t], dc, out=D_hi[t])
             torch.mul(dh, K_o[t], out=D_o[t])
+        for grads, norms in ((dh_all, norms_h), (dc_all, norms_c)):
+            if norms is not None:
+                _record_norms(grads, norms)
         dx = dw_ih = dw_hh = db_ih = db_hh = None
         if any(need[4:8]):
             dw_ih, dw_hh, db_ih, db_hh = _split_products(_input_products(dgates, hx), H, n_in,
@@ -428,17 +414,17 @@ class LSTMFunction(torch.autograd.Function):
             dx = (dgates.reshape(T * B, 4 * H) @ w_ih).view(T, B, n_in)
         dh0 = dgates[0] @ w_hh if need[2] else None
         dc0 = D[0, :, :H].clone() if need[3] else None
-        WORKSPACE.give(K, hx, D)
-        return None, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, g_ph, g_pc
+        WORKSPACE.give(K, hx, D, dh_all, dc_all)
+        return None, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, None, None
 
 
 # ------------------------------------------------------------------------------------------------
 # GRU (PyTorch's equations, gates r, z, n)
-#   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))    h_t = (h_{t-1} - n) * z + n (+ probe_h[t])
+#   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))    h_t = (h_{t-1} - n) * z + n
 # ------------------------------------------------------------------------------------------------
 
 
-def _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out: Tensor, save: bool):
+def _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, out: Tensor, save: bool):
     """Fills out with h_t; returns the buffers the backward needs (or None): the gates r, z, n
     (T, B, 3H), W_hh h_{t-1} + b_hh (T, B, 3H) and h_{t-1} - n (T, B, H)."""
     T, B, _ = x.shape
@@ -453,7 +439,6 @@ def _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out: Tensor, save: bool
                            (slice(0, 2 * H), slice(0, H), slice(H, 2 * H), slice(2 * H, 3 * H)))
     hps, hp_rz, hp_n = hp.unbind(0), hp[..., : 2 * H].unbind(0), hp[..., 2 * H :].unbind(0)
     hmns, outs = hmn.unbind(0), out.unbind(0)
-    p_h = probe_h.unbind(0) if probe_h is not None else None
     h = h0
     for t in range(T):
         s = t if save else 0
@@ -467,8 +452,6 @@ def _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out: Tensor, save: bool
         torch.sub(h, n, out=hmns[s])
         h_t = outs[t]
         torch.addcmul(n, g_z[t], hmns[s], out=h_t)
-        if p_h is not None:
-            h_t.add_(p_h[t])
         h = h_t
     if save:
         return gates, hp, hmn
@@ -480,29 +463,30 @@ class GRUFunction(torch.autograd.Function):
     """One GRU layer over a whole sequence; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, save: bool, x, h0, w_ih, w_hh, b_ih, b_hh, probe_h):
+    def forward(ctx, save: bool, x, h0, w_ih, w_hh, b_ih, b_hh, norms_h):
         T, B, _ = x.shape
         H = w_hh.shape[1]
         out = x.new_empty(T, B, H)
-        ctx.buffers = _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out, save)
-        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out)
+        ctx.buffers = _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, out, save)
+        ctx.norms_h = norms_h
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, out)
         return out, out[T - 1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_out, g_hn):
-        x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, out = ctx.saved_tensors
+        x, h0, w_ih, w_hh, b_ih, b_hh, out = ctx.saved_tensors
         T, B, H = out.shape
         buffers, ctx.buffers = ctx.buffers, None
         if buffers is None:  # a second backward through this graph: recompute
-            buffers = _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h, torch.empty_like(out),
-                                   True)
+            buffers = _gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, torch.empty_like(out), True)
         gates, hp, hmn = buffers
-        need = ctx.needs_input_grad  # (save, x, h0, w_ih, w_hh, b_ih, b_hh, probe_h)
+        need = ctx.needs_input_grad  # (save, x, h0, w_ih, w_hh, b_ih, b_hh, norms_h)
         # per step: [dr, dz, dhp_n, dxp_n, dh z] (pre-activation gradients; dhp_n = dxp_n * r)
         D = WORKSPACE.take((T, B, 5 * H), out)
-        g_ph = torch.empty_like(out) if need[7] else None
-        dhs = g_ph.unbind(0) if g_ph is not None else [torch.empty_like(h0)] * T
+        # dh_t, the total gradient arriving at h_t: kept for every t only when its norms are asked
+        dh_all = WORKSPACE.take((T, B, H), out) if ctx.norms_h is not None else None
+        dhs = dh_all.unbind(0) if dh_all is not None else [torch.empty_like(h0)] * T
         # per-step views, made once
         d_rz, d_r, d_z, d_hn, d_n, d_hz, d_hp = (D[..., k].unbind(0) for k in (
             slice(0, 2 * H), slice(0, H), slice(H, 2 * H), slice(2 * H, 3 * H),
@@ -524,6 +508,8 @@ class GRUFunction(torch.autograd.Function):
             torch.mul(d_n[t], hp_n[t], out=d_r[t])
             torch.mul(dh, hmns[t], out=d_z[t])
             _sigmoid_backward(d_rz[t], g_rz[t], grad_input=d_rz[t])
+        if ctx.norms_h is not None:
+            _record_norms(dh_all, ctx.norms_h)
         # D[..., :4H] = [dr, dz, dhp_n, dxp_n]: rows r, z, n of the recurrent pre-activations'
         # gradient are the first three blocks, those of the input pre-activations blocks 0, 1, 3
         d4 = D[..., : 4 * H]
@@ -541,8 +527,8 @@ class GRUFunction(torch.autograd.Function):
             dw_ih, _, db_ih, _ = _split_products(ih, H, n_in, (need[3], False, need[5], False))
             _, dw_hh, _, db_hh = _split_products(dw[: 3 * H], H, n_in,
                                                  (False, need[4], False, need[6]))
-        WORKSPACE.give(gates, hp, hmn, D)
-        return None, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, g_ph
+        WORKSPACE.give(gates, hp, hmn, D, dh_all)
+        return None, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -555,26 +541,35 @@ def _saves(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def _check_norms(norms: Tensor | None, x: Tensor, name: str) -> None:
+    if norms is not None and (norms.shape != x.shape[:2] or not norms.is_floating_point()):
+        raise ValueError(f"{name} must be a floating (T, B) = {tuple(x.shape[:2])} tensor, "
+                         f"got {norms.dtype} {tuple(norms.shape)}")
+
+
 def rnn(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
         b_hh: Tensor | None = None, activation: str = "tanh",
-        probe_h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        norms_h: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Elman RNN layer over a sequence: returns (outputs (T, B, H), h_T (B, H))."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
-    args = (x, h0, w_ih, w_hh, b_ih, b_hh, probe_h)
-    return RNNFunction.apply(activation, _saves(*args), *args)
+    _check_norms(norms_h, x, "norms_h")
+    return RNNFunction.apply(activation, x, h0, w_ih, w_hh, b_ih, b_hh, norms_h)
 
 
 def lstm(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
-         b_ih: Tensor | None = None, b_hh: Tensor | None = None, probe_h: Tensor | None = None,
-         probe_c: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+         b_ih: Tensor | None = None, b_hh: Tensor | None = None, norms_h: Tensor | None = None,
+         norms_c: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM layer over a sequence: returns (outputs (T, B, H), h_T, c_T)."""
-    args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h, probe_c)
-    return LSTMFunction.apply(_saves(*args), *args)
+    _check_norms(norms_h, x, "norms_h")
+    _check_norms(norms_c, x, "norms_c")
+    args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    return LSTMFunction.apply(_saves(*args), *args, norms_h, norms_c)
 
 
 def gru(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
-        b_hh: Tensor | None = None, probe_h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        b_hh: Tensor | None = None, norms_h: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """GRU layer over a sequence: returns (outputs (T, B, H), h_T)."""
-    args = (x, h0, w_ih, w_hh, b_ih, b_hh, probe_h)
-    return GRUFunction.apply(_saves(*args), *args)
+    _check_norms(norms_h, x, "norms_h")
+    args = (x, h0, w_ih, w_hh, b_ih, b_hh)
+    return GRUFunction.apply(_saves(*args), *args, norms_h)

@@ -28,17 +28,15 @@ class SequenceModel(nn.Module):
             self.rnn = make_recurrent(cell, input_size)
         self.readout = nn.Linear(cell.hidden, output_size)
 
-    def hidden_states(self, x: Tensor, probes=None) -> Tensor:
+    def hidden_states(self, x: Tensor) -> Tensor:
         """Top-layer hidden states for all steps, (S, B, H)."""
-        if probes is not None:
-            return self.rnn(x, probes=probes)[0]
         if self.cell_config.residual and isinstance(self.rnn, nn.RNNBase):
             return run_builtin_residual(self.rnn, x)
         return self.rnn(x)[0]
 
-    def forward(self, x: Tensor, readout: slice = slice(None), probes=None) -> Tensor:
+    def forward(self, x: Tensor, readout: slice = slice(None)) -> Tensor:
         """x: (S, B, input_size) -> outputs at ``readout`` steps, (R, B, output_size)."""
-        return self.readout(self.hidden_states(x, probes)[readout])
+        return self.readout(self.hidden_states(x)[readout])
 
 
 def build_model(task: Task, cell: CellConfig, init_seed: int, seq_len: int | None = None

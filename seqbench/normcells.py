@@ -14,7 +14,8 @@ last). The gains start at 0.1, which keeps the tanh and sigmoid units out of sat
 start (the paper's key finding); the projections' shifts are the gate biases themselves, the cell
 state has its own shift (init 0).
 
-Everything else (parameter names of the plain cell, initialization, residual connections, probes)
+Everything else (parameter names of the plain cell, initialization, residual connections, gradient
+norms)
 is HandRNN's: a NormRNN with its norm gains at 1 and shifts at 0 differs from HandRNN only by the
 normalization.
 """
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqbench.cells import ACTIVATIONS, GATES, HandRNN
+from seqbench.cells import ACTIVATIONS, GATES, HandRNN, record_grad_norm
 
 EPS = 1e-5
 BN_MOMENTUM = 0.1
@@ -118,22 +119,18 @@ class NormRNN(HandRNN):
         return out + bias if bias is not None else out
 
     # -- one layer over the sequence (HandRNN.forward runs the stack) --------------------------
-    def _layer(self, layer: int, x: Tensor, h: Tensor, c: Tensor | None, probe: dict):
+    def _layer(self, layer: int, x: Tensor, h: Tensor, c: Tensor | None, norms: dict):
         w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
-        T = x.shape[0]
         xp = self._norm_all_steps(x @ w_ih.t(), "ih", layer)  # (T, B, G*H)
-        probe_h = probe.get("h").unbind(0) if probe.get("h") is not None else [None] * T
-        probe_c = probe.get("c").unbind(0) if probe.get("c") is not None else [None] * T
         act = ACTIVATIONS[self.nonlinearity]
         outputs = []
-        for t, (xp_t, ph, pc) in enumerate(zip(xp.unbind(0), probe_h, probe_c)):
+        for t, xp_t in enumerate(xp.unbind(0)):
             hp = self._norm_step(h @ w_hh.t(), "hh", layer, t)
             if self.mode == "lstm":
                 gates = xp_t + hp + b_ih + b_hh
                 ingate, forgetgate, cellgate, outgate = gates.chunk(4, 1)
                 c = torch.sigmoid(forgetgate) * c + torch.sigmoid(ingate) * torch.tanh(cellgate)
-                if pc is not None:
-                    c = c + pc
+                record_grad_norm(c, norms.get("c"), t)
                 h = torch.sigmoid(outgate) * torch.tanh(self._norm_step(c, "c", layer, t))
             elif self.mode == "gru":
                 x_r, x_z, x_n = (xp_t + b_ih).chunk(3, 1)
@@ -144,8 +141,7 @@ class NormRNN(HandRNN):
                 h = newgate + updategate * (h - newgate)
             else:
                 h = act(xp_t + hp + b_ih + b_hh)
-            if ph is not None:
-                h = h + ph
+            record_grad_norm(h, norms.get("h"), t)
             outputs.append(h)
         return torch.stack(outputs), h, c
 

@@ -9,8 +9,10 @@ section 3.
 
 How it is measured:
 
-- ``hand`` cells: zero "probe" tensors P (t*+1, B, H) are added to the hidden (and cell) states of
-  every layer, h_t = cell(...) + P[t]; one backward pass gives dL/dP[t] = dL/dh_t for every t.
+- ``hand`` cells: one backward pass from L to the initial state, with the weights held constant,
+  records ||dL/dh_t|| (and ||dL/dc_t||) for every t and layer as it goes (``HandRNN``'s
+  ``grad_norms``): the pass through time computes every dL/dh_t anyway, and no weight gradient is
+  computed. Its cost is about that of a training step's backward without the weight gradients.
 - ``builtin`` cells (fused cuDNN / oneDNN kernels expose only the gradient of the *initial* state):
   each layer is run chunk by chunk through the same fused kernel, split after each measured step
   t = t* - k; a zero probe is added to the state handed to the next chunk and to that step's output
@@ -96,11 +98,16 @@ def builtin_lags(query_step: int, n: int = 32) -> np.ndarray:
     return np.concatenate([[0], inner])
 
 
-def _per_sequence_norms(grad: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """grad: (K, B, H), time order -> batch mean and median of the per-sequence norms, each (K,),
-    in lag order (reversed). The norms are taken in float64 (squares of float32 gradients near
-    1e-20 would underflow), and only the small (K, B) result is reversed, not the gradients."""
-    norms = torch.linalg.vector_norm(grad, dim=-1, dtype=torch.float64).flip(0)  # (K, B)
+def _per_sequence_norms(grad: Tensor) -> Tensor:
+    """grad: (K, B, H) -> (K, B) norms, taken in float64 (squares of float32 gradients near
+    1e-20 would underflow in float32)."""
+    return torch.linalg.vector_norm(grad, dim=-1, dtype=torch.float64)
+
+
+def _batch_stats(norms: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(K, B) per-sequence norms in time order -> batch mean and median, each (K,), in lag order
+    (reversed)."""
+    norms = norms.flip(0)
     return norms.mean(1).cpu().numpy(), norms.median(1).values.cpu().numpy()
 
 
@@ -112,39 +119,38 @@ def _query_loss(model: SequenceModel, task: Task, batch: Batch, seq_len: int, h_
     return task.loss(logits, batch.targets[r : r + 1]) * h_query.shape[0]
 
 
-def _curves(layer_grads: list[dict[str, Tensor]], lags: np.ndarray, lstm: bool) -> list[LagCurve]:
+def _curves(layer_norms: list[dict[str, Tensor]], lags: np.ndarray, lstm: bool) -> list[LagCurve]:
+    """One curve per layer from its (K, B) per-sequence norms of dL/dh (and dL/dc), time order."""
     curves = []
-    for layer, grads in enumerate(layer_grads):
-        mean, median = _per_sequence_norms(grads["h"])
-        curve = LagCurve(layer, lags, mean, median)
+    for layer, norms in enumerate(layer_norms):
+        curve = LagCurve(layer, lags, *_batch_stats(norms["h"]))
         if lstm:
-            curve.cell_grad_norm, curve.cell_grad_norm_median = _per_sequence_norms(grads["c"])
+            curve.cell_grad_norm, curve.cell_grad_norm_median = _batch_stats(norms["c"])
         curves.append(curve)
     return curves
 
 
 def probe_hand(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> list[LagCurve]:
-    """Every lag 0..t* from one backward pass through probe tensors added to the states."""
+    """Every lag 0..t* from one backward pass that records the norms as it goes."""
     rnn = model.rnn
     assert isinstance(rnn, HandRNN)
     t_query = task.query_step(seq_len)
     x = batch.inputs[: t_query + 1]  # steps after t* cannot change the loss at t*
     S, B, _ = x.shape
-    keys = ("h", "c") if rnn.mode == "lstm" else ("h",)
-    probes = [
-        {k: torch.zeros(S, B, rnn.hidden_size, device=x.device, dtype=x.dtype, requires_grad=True)
-         for k in keys}
-        for _ in range(rnn.num_layers)
-    ]
-    h_top = model.hidden_states(x, probes=probes)
-    loss = _query_loss(model, task, batch, seq_len, h_top[t_query])
-    flat = [p[k] for p in probes for k in keys]
-    grads = torch.autograd.grad(loss, flat)
-    lags = np.arange(t_query + 1)
-    # probe index t holds dL/dh_t; lag k = t* - t (the norms are reversed into lag order)
-    layer_grads = [{k: grads[i * len(keys) + j] for j, k in enumerate(keys)}
-                   for i in range(rnn.num_layers)]
-    return _curves(layer_grads, lags, rnn.mode == "lstm")
+    L, H = rnn.num_layers, rnn.hidden_size
+    lstm = rnn.mode == "lstm"
+    keys = ("h", "c") if lstm else ("h",)
+    norms = [{k: torch.zeros(S, B, dtype=torch.float64, device=x.device) for k in keys}
+             for _ in range(L)]
+    # the initial state is what the loss is differentiated by; the weights are constants here
+    h0 = x.new_zeros(L, B, H, requires_grad=True)
+    hx = (h0, x.new_zeros(L, B, H)) if lstm else h0
+    weights = {name: p.detach() for name, p in rnn.named_parameters()}
+    out = functional_call(rnn, weights, (x, hx), {"grad_norms": norms})[0]
+    loss = _query_loss(model, task, batch, seq_len, out[t_query])
+    torch.autograd.grad(loss, h0, allow_unused=True)
+    # row t holds ||dL/dh_t||; lag k = t* - t (the curves are reversed into lag order)
+    return _curves(norms, np.arange(t_query + 1), lstm)
 
 
 @torch.no_grad()
@@ -205,15 +211,16 @@ def probe_builtin(model: SequenceModel, task: Task, batch: Batch, seq_len: int,
     loss = _query_loss(model, task, batch, seq_len, layer_input[t_query])
     flat = [p[k] for p in probes for k in keys]
     grads = torch.autograd.grad(loss, flat)
-    layer_grads = [{k: grads[i * len(keys) + j] for j, k in enumerate(keys)}
-                   for i in range(rnn.num_layers)]
-    for layer, g in enumerate(layer_grads):
+    layer_norms = []
+    for layer in range(rnn.num_layers):
+        g = dict(zip(keys, grads[layer * len(keys) : (layer + 1) * len(keys)]))
         if lstm:
             # The c probe sits after the kernel has used c_t for h_t, so it sees only the path
             # c_t -> c_{t+1}; add the path c_t -> h_t: dL/dh_t * o_t * (1 - tanh(c_t)^2).
             g["c"] = g["c"] + g["h"] * local[layer]
+        layer_norms.append({k: _per_sequence_norms(v) for k, v in g.items()})
     # chunk i ends at step ends[i] = t* - lag: the norms are reversed into increasing lags
-    return _curves(layer_grads, np.asarray(sorted(lags)), lstm)
+    return _curves(layer_norms, np.asarray(sorted(lags)), lstm)
 
 
 def probe(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> list[LagCurve]:

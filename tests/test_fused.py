@@ -27,9 +27,10 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return num / den if den > 0 else num
 
 
-def layer_inputs(cell, T, B=2, I=3, H=4, bias=True, probes=False, dtype=torch.float64,
+def layer_inputs(cell, T, B=2, I=3, H=4, bias=True, norms=False, dtype=torch.float64,
                  device="cpu", seed=0):
-    """Random inputs of one layer's Function, all requiring grad (probes are zeros)."""
+    """Random inputs of one layer's Function, all requiring grad, and (T, B) gradient-norm
+    recorders (zeros, float64) if ``norms``."""
     gen = torch.Generator().manual_seed(seed)
     G = GATES[cell]
 
@@ -43,87 +44,100 @@ def layer_inputs(cell, T, B=2, I=3, H=4, bias=True, probes=False, dtype=torch.fl
     b_hh = rand(G * H) if bias else None
 
     def zeros():
-        return torch.zeros(T, B, H, dtype=dtype, device=device, requires_grad=True)
+        return torch.zeros(T, B, dtype=torch.float64, device=device)
 
-    p_h = zeros() if probes else None
-    p_c = zeros() if probes and cell == "lstm" else None
-    return x, h0, c0, w_ih, w_hh, b_ih, b_hh, p_h, p_c
+    n_h = zeros() if norms else None
+    n_c = zeros() if norms and cell == "lstm" else None
+    return x, h0, c0, w_ih, w_hh, b_ih, b_hh, n_h, n_c
 
 
-def apply(cell, act, x, h0, c0, w_ih, w_hh, b_ih, b_hh, p_h, p_c):
+def apply(cell, act, x, h0, c0, w_ih, w_hh, b_ih, b_hh, n_h=None, n_c=None):
     if cell == "lstm":
-        return fused.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h=p_h, probe_c=p_c)
+        return fused.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, norms_h=n_h, norms_c=n_c)
     if cell == "gru":
-        return fused.gru(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h=p_h)
-    return fused.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, act, probe_h=p_h)
+        return fused.gru(x, h0, w_ih, w_hh, b_ih, b_hh, norms_h=n_h)
+    return fused.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, act, norms_h=n_h)
+
+
+def vnorm(g: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(g, dim=-1, dtype=torch.float64)
 
 
 # -- gradient checks of the Functions (float64, small sizes) -----------------------------------
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("probes", [False, True], ids=["plain", "probes"])
+@pytest.mark.parametrize("norms", [False, True], ids=["plain", "norms"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("cell,act", FUNCTIONS, ids=[f"{c}-{a}" for c, a in FUNCTIONS])
-def test_gradcheck(cell, act, bias, probes, device):
+def test_gradcheck(cell, act, bias, norms, device):
+    """Every input's gradient, with and without recording the gradient norms on the way."""
     if device == "cuda":
         resolve_device("cuda")
-    inputs = layer_inputs(cell, T=4, bias=bias, probes=probes, device=device)
-    tensors = [t for t in inputs if t is not None]
-    if cell != "lstm":
-        tensors = [t for t in tensors if t is not inputs[2]]  # no c0
+    inputs = layer_inputs(cell, T=4, bias=bias, norms=norms, device=device)
+    recorders = inputs[7:]
+    grads = inputs[:7]
+    tensors = [t for k, t in enumerate(grads) if t is not None and (cell == "lstm" or k != 2)]
 
     def fn(*args):
         it = iter(args)
         full = [next(it) if t is not None and (cell == "lstm" or k != 2) else None
-                for k, t in enumerate(inputs)]
-        return apply(cell, act, *full)
+                for k, t in enumerate(grads)]
+        return apply(cell, act, *full, *recorders)
 
     assert gradcheck(fn, tuple(tensors))
 
 
 @pytest.mark.parametrize("cell,act", FUNCTIONS, ids=[f"{c}-{a}" for c, a in FUNCTIONS])
-def test_probe_gradient_is_the_total_state_gradient(cell, act):
-    """dL/dprobe_h[t] is dL/dh_t: for a loss on the outputs alone, at t = T-1 it is the output's
-    own gradient, and the gradient of h0 is dL/dh_0 carried one step back (checked by gradcheck);
-    here, the probe gradients of the fused Function equal those of the plain autograd layer."""
+def test_recorded_norms_are_total_state_gradient_norms(cell, act):
+    """norms_h[t] = ||dL/dh_t|| per sequence (and norms_c[t] = ||dL/dc_t||), the total gradient
+    arriving at the state: equal to what the plain autograd layer records through tensor hooks,
+    and at t = T-1, for a loss on the outputs alone, the norm of the loss's own gradient."""
     from seqbench import cells
 
-    inputs = layer_inputs(cell, T=6, probes=True, B=3, H=5, seed=1)
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, p_h, p_c = inputs
+    inputs = layer_inputs(cell, T=6, norms=True, B=3, H=5, seed=1)
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, n_h, n_c = inputs
     weight = torch.randn(6, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     out = apply(cell, act, *inputs)[0]
     (out * weight).sum().backward()
-    got_h = p_h.grad.clone()
-    got_c = p_c.grad.clone() if p_c is not None else None
-    p_h.grad = None
+    _, _, _, _, _, _, _, r_h, r_c = layer_inputs(cell, T=6, norms=True, B=3, H=5)
     if cell == "lstm":
-        p_c.grad = None
-        ref = cells.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, probe_h=p_h, probe_c=p_c)[0]
+        ref = cells.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, norms_h=r_h, norms_c=r_c)[0]
     elif cell == "gru":
-        ref = cells.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, probe_h=p_h)[0]
+        ref = cells.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, norms_h=r_h)[0]
     else:
-        ref = cells.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, cells.ACTIVATIONS[act], probe_h=p_h)[0]
+        ref = cells.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, cells.ACTIVATIONS[act], norms_h=r_h)[0]
     (ref * weight).sum().backward()
-    assert rel_err(got_h, p_h.grad) < 1e-12
-    assert torch.equal(got_h[-1], weight[-1])  # the last step's gradient is the loss's own
+    assert (r_h > 0).all()
+    assert rel_err(n_h, r_h) < 1e-12
+    assert torch.equal(n_h[-1], vnorm(weight[-1]))  # the last step's gradient is the loss's own
     if cell == "lstm":
-        assert rel_err(got_c, p_c.grad) < 1e-12
+        assert (r_c > 0).all()
+        assert rel_err(n_c, r_c) < 1e-12
 
 
 @pytest.mark.parametrize("cell,act", FUNCTIONS, ids=[f"{c}-{a}" for c, a in FUNCTIONS])
 def test_second_backward_recomputes(cell, act):
     """retain_graph: the buffers saved for the backward went back to the workspace after the first
-    backward; a second backward recomputes them and gives the same gradients."""
-    inputs = layer_inputs(cell, T=5, probes=True)
-    tensors = [t for t in inputs if t is not None]
+    backward; a second backward recomputes them and gives the same gradients and norms."""
+    inputs = layer_inputs(cell, T=5, norms=True)
+    tensors = [t for t in inputs[:7] if t is not None]
     out = apply(cell, act, *inputs)
     loss = out[0].pow(2).sum() + out[1].sum()
     first = torch.autograd.grad(loss, tensors, retain_graph=True, allow_unused=True)
+    first_norms = [n.clone() for n in inputs[7:] if n is not None]
     apply(cell, act, *layer_inputs(cell, T=5, seed=3))  # another call may take the buffers
     second = torch.autograd.grad(loss, tensors, allow_unused=True)
     for a, b in zip(first, second):
         assert (a is None and b is None) or torch.allclose(a, b, rtol=1e-12, atol=1e-14)
+    for a, b in zip(first_norms, [n for n in inputs[7:] if n is not None]):
+        assert torch.allclose(a, b, rtol=1e-12, atol=0)
+
+
+def test_norms_of_the_wrong_shape_are_refused():
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, _ = layer_inputs("gru", T=5)
+    with pytest.raises(ValueError, match=r"norms_h must be a floating \(T, B\) = \(5, 2\)"):
+        fused.gru(x, h0, w_ih, w_hh, b_ih, b_hh, norms_h=torch.zeros(5, 2, 4))
 
 
 def test_no_grad_forward_matches_and_keeps_nothing():
@@ -227,7 +241,7 @@ def test_hand_only_activations_fused_equals_unfused(nonlinearity, layers):
 
 
 @pytest.mark.parametrize("mode", ["rnn", "lstm", "gru"])
-def test_probes_through_handrnn_fused_equals_unfused(mode):
+def test_grad_norms_through_handrnn_fused_equal_unfused(mode):
     torch.manual_seed(0)
     a = HandRNN(mode, 3, 8, 2, fused=True).double()
     b = HandRNN(mode, 3, 8, 2, fused=False).double()
@@ -235,14 +249,14 @@ def test_probes_through_handrnn_fused_equals_unfused(mode):
     x = torch.randn(12, 4, 3, dtype=torch.float64)
     keys = ("h", "c") if mode == "lstm" else ("h",)
 
-    def probe_grads(module):
-        probes = [{k: torch.zeros(12, 4, 8, dtype=torch.float64, requires_grad=True) for k in keys}
-                  for _ in range(2)]
-        out, _ = module(x, probes=probes)
+    def grad_norms(module):
+        norms = [{k: torch.zeros(12, 4, dtype=torch.float64) for k in keys} for _ in range(2)]
+        out, _ = module(x, grad_norms=norms)
         out[-1].pow(2).sum().backward()
-        return [p[k].grad for p in probes for k in keys]
+        return [n[k] for n in norms for k in keys]
 
-    for u, v in zip(probe_grads(a), probe_grads(b)):
+    for u, v in zip(grad_norms(a), grad_norms(b)):
+        assert (v > 0).all()
         assert rel_err(u, v) < 1e-12
 
 
