@@ -22,6 +22,7 @@ each group is recorded: compare ratios, and repeat a group measured under high l
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import statistics
@@ -287,6 +288,87 @@ def run_bench(cfg: BenchConfig, on_group: Callable[[list[dict]], None] | None = 
     return rows
 
 
+# -- sweep throughput: the same small runs with two executor layouts ---------------------------
+
+SWEEP_COLUMNS = [
+    "bench_id", "started_at", "task", "seq_len", "cells", "impls", "runs", "steps", "batch",
+    "hidden", "workers", "threads", "round", "wall_s", "runs_per_min", "speedup",
+    "load_before", "load_after",
+    "device", "device_name", "malloc", "torch_version", "onednn_version", "seqbench_version",
+    "git_commit",
+]
+#: (workers, torch threads per worker): many one-thread processes against one process using every
+#: core (shared/REFERENCES.md section 5: 1.35x measured with two hand-started processes)
+SWEEP_LAYOUTS = ((2, 1), (1, 2))
+
+
+def sweep_configs(cfg: BenchConfig, runs: int, steps: int) -> list:
+    """``runs`` small training runs on the CPU: the bench's task at its shortest T, cycling over
+    its cells x implementations, seeds 0, 1, ...; a fixed step budget, no early stop."""
+    from seqbench.config import RunConfig
+
+    kinds = [(c, i) for c in cfg.cells for i in cfg.impls]
+    return [RunConfig(task=cfg.task, seq_len=min(cfg.seq_lens),
+                      cell=CellConfig(cell=kinds[k % len(kinds)][0], impl=kinds[k % len(kinds)][1],
+                                      hidden=cfg.hidden, layers=cfg.layers),
+                      batch_size=cfg.batch, steps=steps, eval_every=steps, eval_size=256,
+                      until_solved=False, seed=k // len(kinds), device="cpu").validate()
+            for k in range(runs)]
+
+
+def run_sweep_bench(cfg: BenchConfig, runs: int, steps: int = 100, rounds: int = 2,
+                    layouts: Sequence[tuple[int, int]] = SWEEP_LAYOUTS,
+                    on_layout: Callable[[dict], None] | None = None) -> list[dict]:
+    """Wall time of ``seqbench sweep``'s local executor on the same runs for each (workers,
+    threads) layout, each time into a fresh folder; layouts alternate (order reversed every other
+    round). Returns one row per layout and round; ``speedup`` is runs per minute over the last
+    layout's (the reference: one process using every core) in the same round."""
+    import tempfile
+
+    from seqbench.sweep import run_sweep
+
+    cfg.validate()
+    if runs < 1 or steps < 1 or rounds < 1:
+        raise ConfigError(f"sweep bench needs runs, steps and rounds >= 1, got {runs}, {steps}, "
+                          f"{rounds}")
+    configs = sweep_configs(cfg, runs, steps)
+    started = datetime.now(timezone.utc)
+    env = environment(torch.device("cpu"), 0)
+    common = {
+        "bench_id": started.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}",
+        "started_at": started.isoformat(timespec="seconds"), "task": cfg.task,
+        "seq_len": min(cfg.seq_lens), "cells": " ".join(cfg.cells), "impls": " ".join(cfg.impls),
+        "runs": runs, "steps": steps, "batch": cfg.batch, "hidden": cfg.hidden,
+        **{k: env[k] for k in SWEEP_COLUMNS if k in env},
+    }
+    rows = []
+    for r in range(rounds):
+        timed = {}
+        for workers, threads in (layouts if r % 2 == 0 else list(reversed(layouts))):
+            load_before = _load()
+            with tempfile.TemporaryDirectory(prefix="seqbench-sweep-bench-") as out:
+                result = run_sweep(configs, out, workers=workers, threads=threads,
+                                   progress_stream=io.StringIO())  # no progress line
+            if result.interrupted:
+                raise KeyboardInterrupt
+            failed = result.statuses.get("failed", 0)
+            if failed:
+                raise RuntimeError(f"{failed} of {runs} sweep-bench runs failed")
+            timed[(workers, threads)] = {
+                **common, "workers": workers, "threads": threads, "round": r,
+                "wall_s": result.seconds, "runs_per_min": 60 * runs / result.seconds,
+                "load_before": load_before, "load_after": _load(),
+            }
+            if on_layout:
+                on_layout(timed[(workers, threads)])
+        reference = timed[tuple(layouts[-1])]["runs_per_min"]
+        for layout in layouts:
+            row = timed[tuple(layout)]
+            row["speedup"] = row["runs_per_min"] / reference
+            rows.append(row)
+    return rows
+
+
 # -- presentation ---------------------------------------------------------------------------------
 
 TABLE = [  # (header, column, format)
@@ -307,10 +389,15 @@ def _cell_text(value, fmt: str) -> str:
 
 def format_table(rows: Sequence[dict]) -> str:
     """An aligned text table of bench rows (text left, numbers right)."""
-    header = [h for h, _, _ in TABLE]
-    body = [[_cell_text(row.get(col), fmt) for _, col, fmt in TABLE] for row in rows]
+    return _table(rows, TABLE)
+
+
+def _table(rows: Sequence[dict], spec: list[tuple[str, str, str]]) -> str:
+    header = [h for h, _, _ in spec]
+    body = [[_cell_text(row.get(col), fmt) for _, col, fmt in spec] for row in rows]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    numeric = [fmt != "{}" or col == "seq_len" for _, col, fmt in TABLE]
+    numeric = [fmt != "{}" or col in ("seq_len", "workers", "threads", "round", "runs")
+               for _, col, fmt in spec]
 
     def line(cells):
         return "  ".join(c.rjust(w) if num else c.ljust(w)
@@ -322,3 +409,14 @@ def format_table(rows: Sequence[dict]) -> str:
 def describe(cfg: BenchConfig) -> str:
     d = asdict(cfg)
     return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
+SWEEP_TABLE = [("workers", "workers", "{}"), ("threads", "threads", "{}"), ("round", "round", "{}"),
+               ("runs", "runs", "{}"), ("wall s", "wall_s", "{:.1f}"),
+               ("runs/min", "runs_per_min", "{:.1f}"), ("speedup", "speedup", "{:.2f}"),
+               ("load", "load_before", "{:.1f}")]
+
+
+def format_sweep_table(rows: Sequence[dict]) -> str:
+    """An aligned text table of sweep-bench rows."""
+    return _table(rows, SWEEP_TABLE)

@@ -59,3 +59,44 @@ def test_cli_bad_input(tmp_path):
     result = CliRunner().invoke(cli, ["bench", "-T", "1", "--out", str(tmp_path / "b.csv")])
     assert result.exit_code == 2 and "seq_len" in result.output
     assert not (tmp_path / "b.csv").exists()
+
+
+# -- sweep throughput ------------------------------------------------------------------------------
+
+
+def test_sweep_configs_cycle_cells_and_impls():
+    from seqbench.bench import sweep_configs
+
+    cfg = BenchConfig(cells=("rnn", "gru"), impls=("hand",), seq_lens=(50, 10), hidden=8)
+    configs = sweep_configs(cfg, 5, steps=3)
+    assert [(c.cell.cell, c.seed) for c in configs] == [("rnn", 0), ("gru", 0), ("rnn", 1),
+                                                        ("gru", 1), ("rnn", 2)]
+    assert {c.seq_len for c in configs} == {10} and {c.steps for c in configs} == {3}
+    assert len({c.config_id() for c in configs}) == 5  # all distinct: none is skipped as done
+
+
+def test_cli_sweep_runs_times_both_layouts(tmp_path):
+    out = tmp_path / "sweep.csv"
+    args = ["bench", "--sweep-runs", "2", "--sweep-steps", "2", "--cell", "rnn", "--impl", "hand",
+            "-T", "5", "--hidden", "8", "--batch", "4", "--sweep-out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    # two rounds, each with both layouts; the speedup is relative to 1 worker x 2 threads
+    assert [(r["round"], r["workers"], r["threads"]) for r in rows] == [
+        ("0", "2", "1"), ("0", "1", "2"), ("1", "2", "1"), ("1", "1", "2")]
+    for r in rows:
+        assert float(r["wall_s"]) > 0
+        assert abs(float(r["runs_per_min"]) - 120 / float(r["wall_s"])) < 1e-6
+        if r["workers"] == "1":
+            assert float(r["speedup"]) == 1.0
+    assert not (tmp_path / "results").exists()  # the runs went to scratch folders
+
+
+def test_cli_sweep_runs_refuses_threads(tmp_path):
+    result = CliRunner().invoke(cli, ["bench", "--sweep-runs", "2", "--threads", "1",
+                                      "--sweep-out", str(tmp_path / "s.csv")])
+    assert result.exit_code == 2
+    assert "--threads do not apply" in result.output
+    assert not (tmp_path / "s.csv").exists()

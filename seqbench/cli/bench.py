@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from seqbench.choices import CELLS, DEVICES, IMPLS, TASKS
-from seqbench.cli import cli, config_errors
+from seqbench.cli import BadInput, cli, config_errors
 
 
 @cli.command()
@@ -36,10 +36,18 @@ from seqbench.cli import cli, config_errors
               help="auto picks CUDA when present.")
 @click.option("--out", type=click.Path(dir_okay=False), default="results/bench.csv",
               show_default=True, help="CSV the rows are appended to.")
+@click.option("--sweep-runs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Instead of the step timings: time N small runs through `seqbench sweep`'s "
+                   "local executor as 2 workers x 1 thread and as 1 worker x 2 threads (task, "
+                   "cells, impls, shortest T, batch, hidden from the other options).")
+@click.option("--sweep-steps", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Training steps per run of --sweep-runs.")
+@click.option("--sweep-out", type=click.Path(dir_okay=False), default="results/bench_sweep.csv",
+              show_default=True, help="CSV the --sweep-runs rows are appended to.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-group progress lines on stderr.")
 @config_errors
 def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, probe, scaling,
-          cuda_graph, threads, device, out, quiet):
+          cuda_graph, threads, device, out, sweep_runs, sweep_steps, sweep_out, quiet):
     """Time a training step of each cell x implementation x T; append to OUT.
 
     Hand and builtin are timed in turn in one run (warm-up first, median of repeats), so their
@@ -49,6 +57,7 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
     Examples:
       seqbench bench
       seqbench bench --cell lstm --seq-len 100 --seq-len 1000 --batch 64 --hidden 128
+      seqbench bench --sweep-runs 12 --seq-len 100
     """
     from seqbench.bench import BENCH_COLUMNS, BenchConfig, format_table, run_bench
     from seqbench.provenance import resolve_device
@@ -59,6 +68,8 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
                       layers=layers, repeats=repeats, warmup=warmup, threads=threads, device=device,
                       task=task, probe=probe, scaling=scaling, cuda_graph=cuda_graph).validate()
     resolve_device(cfg.device)  # fail before any work
+    if sweep_runs:
+        return _sweep_bench(cfg, sweep_runs, sweep_steps, sweep_out, quiet)
     check_appendable(out, BENCH_COLUMNS)
 
     def on_group(rows):
@@ -71,4 +82,24 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
     rows = run_bench(cfg, on_group=on_group)
     click.echo(format_table(rows))
     append_rows(out, rows, BENCH_COLUMNS)
+    click.echo(f"{len(rows)} rows appended to {out}")
+
+
+def _sweep_bench(cfg, runs: int, steps: int, out: str, quiet: bool) -> None:
+    from seqbench.bench import SWEEP_COLUMNS, format_sweep_table, run_sweep_bench
+    from seqbench.results import append_rows, check_appendable
+
+    if cfg.device == "cuda" or cfg.threads is not None:
+        raise BadInput("--sweep-runs times CPU worker layouts, which set the threads: "
+                       "--device cuda and --threads do not apply to it")
+    check_appendable(out, SWEEP_COLUMNS)
+
+    def on_layout(row):
+        if not quiet:
+            click.echo(f"{row['workers']} worker(s) x {row['threads']} thread(s): {row['runs']} "
+                       f"runs in {row['wall_s']:.1f} s (load {row['load_before']:.1f})", err=True)
+
+    rows = run_sweep_bench(cfg, runs, steps, on_layout=on_layout)
+    click.echo(format_sweep_table(rows))
+    append_rows(out, rows, SWEEP_COLUMNS)
     click.echo(f"{len(rows)} rows appended to {out}")
