@@ -378,10 +378,8 @@ class LSTMFunction(torch.autograd.Function):
         dgates = D[..., H:]
         # per-step views, made once (a Python-level index per step costs more than it looks)
         Dv = D.view(T, B, 5, H).transpose(1, 2)  # (T, 5, B, H) view of D
-        K_lo, K_hi, K_o, K_c = K[:, 0:2].unbind(0), K[:, 2:4].unbind(0), K[:, 4].unbind(0), \
-            K[:, 5].unbind(0)
-        D_lo, D_hi, D_o, D_cf = Dv[:, 0:2].unbind(0), Dv[:, 2:4].unbind(0), Dv[:, 4].unbind(0), \
-            Dv[:, 0].unbind(0)
+        K_4, K_o, K_c = K[:, 0:4].unbind(0), K[:, 4].unbind(0), K[:, 5].unbind(0)
+        D_4, D_o, D_cf = Dv[:, 0:4].unbind(0), Dv[:, 4].unbind(0), Dv[:, 0].unbind(0)
         dG, gY = dgates.unbind(0), g_out.unbind(0)
         # dh_t, dc_t (the total gradients arriving at h_t, c_t): kept for every t only when
         # their norms are asked for
@@ -398,10 +396,7 @@ class LSTMFunction(torch.autograd.Function):
             else:
                 torch.addmm(gY[t], dG[t + 1], w_hh, out=dh)
                 torch.addcmul(D_cf[t + 1], dh, K_c[t], out=dc)
-            # [dc f, di, df, dg] = dc * [f, Ki, Kf, Kg], as two ops below the size at which
-            # torch runs a pointwise op on two threads (a wait for a core on a busy machine)
-            torch.mul(K_lo[t], dc, out=D_lo[t])
-            torch.mul(K_hi[t], dc, out=D_hi[t])
+            torch.mul(K_4[t], dc, out=D_4[t])  # [dc f, di, df, dg] = dc * [f, Ki, Kf, Kg]
             torch.mul(dh, K_o[t], out=D_o[t])
         for grads, norms in ((dh_all, norms_h), (dc_all, norms_c)):
             if norms is not None:

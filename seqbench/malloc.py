@@ -6,11 +6,13 @@ recurrent layer's (T, B, H) tensors pass 32 MiB at B=64, H=128 from T of about 1
 oneDNN's LSTM allocates its workspaces fresh at every call, so each training step page-faults and
 zero-fills hundreds of MiB anew (on this project's machine about 2.4 us per 4 KiB page: 1.3 GiB
 per step for the built-in LSTM at T=2000). That made the step time grow faster than T and made
-the built-in LSTM 1.8x slower than it is (see README.md, Performance).
+the built-in LSTM about twice as slow as it is (see README.md, Performance).
 
-``tune()`` raises the mmap threshold and the trim threshold to 1 GiB, so that such blocks are
-taken from, and returned to, the heap and reused from one step to the next. The cost: up to
-1 GiB of freed memory stays with the process instead of going back to the system.
+``tune()`` raises the mmap threshold to 2 GiB and switches off trimming, so that such blocks are
+taken from, and returned to, the heap and reused from one step to the next. (With both at 1 GiB,
+oneDNN's LSTM at T=2000 still page-faulted 600-900 MiB per step: the heap's free top grew past
+the trim threshold and was handed back to the system.) The cost: memory freed by the process stays
+with it, up to its peak use, instead of going back to the system.
 
 The seqbench command line tunes every process it starts (the command, sweep workers, Ray tasks);
 ``SEQBENCH_MALLOC=default`` in the environment leaves glibc's defaults, for comparisons. From
@@ -28,8 +30,10 @@ import sys
 #: mallopt parameters (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-#: both thresholds, in bytes (mallopt takes an int: at most 2 GiB)
-THRESHOLD = 1 << 30
+#: requests up to this size come from the heap (mallopt takes an int: at most 2 GiB - 1)
+MMAP_THRESHOLD = (1 << 31) - 1
+#: -1: the heap's free top is never trimmed (returned to the system)
+TRIM_THRESHOLD = -1
 #: set SEQBENCH_MALLOC=default to keep glibc's defaults
 ENV = "SEQBENCH_MALLOC"
 
@@ -62,8 +66,8 @@ def tune(force: bool = False) -> str:
     if libc is None:
         _state = "n/a"
         return _state
-    ok = libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD) == 1
-    ok = libc.mallopt(M_TRIM_THRESHOLD, THRESHOLD) == 1 and ok
+    ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    ok = libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
     if ok:
         _state = "tuned"
     return _state

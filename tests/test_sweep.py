@@ -11,6 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from seqbench import malloc
 from seqbench.cells import CellConfig
 from seqbench.cli import cli
 from seqbench.config import RunConfig
@@ -52,6 +53,8 @@ def test_local_sweep_resumes_and_records_failures(tmp_path):
     assert len(rows) == 5
     assert {r["config_id"] for r in rows} == {c.config_id() for c in configs}
     assert {r["threads"] for r in rows if r["status"] == "ok"} == {"1"}  # one thread per worker
+    if malloc._libc() is not None:  # spawned workers tune their own allocator (seqbench.malloc)
+        assert {r["malloc"] for r in rows if r["status"] == "ok"} == {"tuned"}
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["seed"] == "7"
     assert failed[0]["error"].startswith("ConfigError: device 'cuda' requested")
