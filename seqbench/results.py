@@ -254,17 +254,17 @@ def _cut_torn_tail(fd: int, path: Path) -> int:
     return keep
 
 
-def read_results(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a results CSV; malformed (torn) lines are reported with their line number and skipped."""
-    path = Path(path)
+def _well_formed(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows with as many fields as it; malformed (torn) lines are reported,
+    with their line numbers, in one warning and skipped.
+
+    Rows are checked against the header here, one physical line each, not by pandas: pandas pads
+    a row with too few fields (the usual torn line) with NaN instead of reporting it, and a torn
+    quoted field would swallow the lines after it."""
     if not path.exists():
         raise ConfigError(f"results file {path} does not exist")
-    # Rows are checked against the header here, one physical line each, not by pandas: pandas pads
-    # a row with too few fields (the usual torn line) with NaN instead of reporting it, and a torn
-    # quoted field would swallow the lines after it.
     bad: list[tuple[int, str]] = []
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    rows = []
     try:
         with open(path, newline="", encoding="utf-8") as f:
             lines = _parse_lines(f)
@@ -272,20 +272,37 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
             if first is None:
                 raise ResultsFileError(f"cannot read {path} as a CSV: the file is empty")
             header = first[1] if first[1] is not None else next(csv.reader([first[2]]))
-            writer.writerow(header)
             for number, row, line in lines:
                 if row is None or len(row) != len(header):
                     bad.append((number, line.rstrip("\r\n")))
-                    continue
-                writer.writerow(row)
-        buf.seek(0)
-        # identifiers stay text: a config id such as "0123e4567890" must not become a float
-        ids = {c: str for c in ("run_id", "config_id", "probe_id", "label") if c in header}
-        df = pd.read_csv(buf, dtype=ids)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as e:
+                else:
+                    rows.append(row)
+    except (UnicodeDecodeError, csv.Error) as e:
         raise ResultsFileError(f"cannot read {path} as a CSV: {e}") from None
     if bad:
         numbers = ", ".join(str(n) for n, _ in bad[:10]) + (", ..." if len(bad) > 10 else "")
         warnings.warn(f"{path}: skipped {len(bad)} malformed line(s) (torn or damaged; line "
-                      f"{numbers}), e.g. line {bad[0][0]}: {bad[0][1][:60]!r}", stacklevel=2)
-    return df
+                      f"{numbers}), e.g. line {bad[0][0]}: {bad[0][1][:60]!r}", stacklevel=3)
+    return header, rows
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """A results CSV as text rows (dicts); malformed (torn) lines are reported and skipped."""
+    header, rows = _well_formed(Path(path))
+    return [dict(zip(header, row)) for row in rows]
+
+
+def read_results(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a results CSV; malformed (torn) lines are reported with their line number and skipped."""
+    header, rows = _well_formed(Path(path))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    buf.seek(0)
+    # identifiers stay text: a config id such as "0123e4567890" must not become a float
+    ids = {c: str for c in ("run_id", "config_id", "probe_id", "label") if c in header}
+    try:
+        return pd.read_csv(buf, dtype=ids)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ResultsFileError(f"cannot read {path} as a CSV: {e}") from None

@@ -32,7 +32,7 @@ from seqbench.grads import GRADS_COLUMNS, ProbeSetup, TrainingProbe
 from seqbench.model import count_parameters
 from seqbench.progress import ProgressLine, format_duration
 from seqbench.provenance import environment, kernel, resolve_device
-from seqbench.results import RUN_COLUMNS, append_rows, check_appendable
+from seqbench.results import RUN_COLUMNS, append_rows, check_appendable, read_rows
 from seqbench.train import CurvePoint, Trainer, TrainResult
 
 CURVE_COLUMNS = [f for f in CurvePoint.__dataclass_fields__]
@@ -202,7 +202,7 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
     check_appendable(out / "runs.csv", RUN_COLUMNS)
     runs_csv = out / "runs.csv"
     if runs_csv.is_file():
-        done = [r["status"] for r in _read_dict_rows(runs_csv)
+        done = [r["status"] for r in read_rows(runs_csv)
                 if r.get("run_id") == run_dir.name and r.get("status") != "interrupted"]
         if done:
             raise ConfigError(f"run {run_dir.name} already finished (status {done[-1]}); "
@@ -217,15 +217,10 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
     _rewrite_csv(run_dir / "curve.csv", CURVE_COLUMNS, [asdict(p) for p in trainer.curve])
     grads_path = run_dir / "grads.csv"
     if grads_path.is_file():  # probes at or after the checkpoint's step are taken again
-        kept = [r for r in _read_dict_rows(grads_path) if int(r["step"]) < step]
+        kept = [r for r in read_rows(grads_path) if r["step"].isdigit() and int(r["step"]) < step]
         _rewrite_csv(grads_path, GRADS_COLUMNS, kept)
     return _drive(trainer, run_dir, out, meta.get("started_at", ""), quiet, progress_stream,
                   checkpoint_every, handle_signals)
-
-
-def _read_dict_rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _rewrite_csv(path: Path, columns: list[str], rows: list[dict]) -> None:

@@ -167,3 +167,18 @@ def test_reference_arm_sorts_before_its_fixes(tmp_path):
     assert list(board["label"]) == ["rnn_tanh", "b_orth", "rnn_relu", "a_irnn", "gru"]
     shown = format_frame(board).splitlines()[0].split()
     assert "nonlinearity" not in shown and "init" not in shown  # the label names them
+
+
+def test_cli_warns_of_a_torn_line_in_one_line(runs_csv):
+    """A torn last line (a writer killed mid-row) is skipped, and said so in one `Warning:` line."""
+    import warnings
+
+    with open(runs_csv, "a") as f:
+        f.write("r99,lstm-10-9-,2026")  # no newline: torn
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # the suite turns warnings into errors; a user sees them
+        result = CliRunner().invoke(cli, ["leaderboard", "--runs", str(runs_csv)])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if "malformed" in line]
+    assert len(warned) == 1 and warned[0].startswith("Warning: ")
+    assert "skipped 1 malformed line(s)" in warned[0] and "UserWarning" not in result.output

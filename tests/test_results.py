@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from seqbench.errors import ConfigError
-from seqbench.results import RUN_COLUMNS, ResultsFileError, append_rows, read_results
+from seqbench.results import RUN_COLUMNS, ResultsFileError, append_rows, read_results, read_rows
 
 COLS = ["run_id", "task", "final_loss", "note"]
 
@@ -107,6 +107,9 @@ def test_torn_last_line_is_skipped_on_reading_and_cut_by_the_next_append(tmp_pat
         f.write("b,cop")  # a writer killed mid-row: no newline, too few fields
     with pytest.warns(UserWarning, match=r"skipped 1 malformed line.*line 3: 'b,cop'"):
         assert list(read_results(path)["run_id"]) == ["a"]
+    with pytest.warns(UserWarning, match=r"skipped 1 malformed line.*line 3: 'b,cop'"):
+        assert read_rows(path) == [{"run_id": "a", "task": "adding", "final_loss": "0.5",
+                                    "note": "ok"}]
     with pytest.warns(UserWarning, match=r"removed the torn last line 3 \(5 bytes, 'b,cop'"):
         append_rows(path, [{"run_id": "c", "task": "copy", "final_loss": 0.25, "note": "ok"}], COLS)
     assert lines(path) == [",".join(COLS), "a,adding,0.5,ok", "c,copy,0.25,ok", ""]

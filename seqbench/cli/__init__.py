@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import sys
+import warnings
 
 import click
 
@@ -30,13 +31,20 @@ def _one_line(message: str) -> str:
     return " ".join(message.splitlines())
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (a skipped torn line of a results file, ...) as one line on stderr."""
+    click.echo(f"Warning: {_one_line(str(message))}", err=True)
+
+
 class SeqbenchGroup(click.Group):
     """A click group whose usage errors are one line (no usage block) and exit with 2."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
-                              standalone_mode=False, **extra)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                  standalone_mode=False, **extra)
         except _NO_ARGS_IS_HELP as e:  # `seqbench`, `seqbench plot` alone: their help (click 8.1 too)
             click.echo(e.ctx.get_help())
             sys.exit(0)
