@@ -35,3 +35,8 @@ seqbench plot decay results/fixes/runs --task adding --at init --at end --by-fam
 seqbench plot solve-rate results/runs.csv -o results/figures/solve_rate.png
 seqbench plot loss results/runs.csv -o results/figures/loss_ratio.png
 seqbench plot solve-rate results/fixes/runs.csv -o results/figures/fixes_solve_rate.png
+
+# 5. Speed: rows are appended to results/bench.csv and results/bench_sweep.csv; timings belong to
+#    the machine they ran on (compare the ratios; see README.md, Performance)
+seqbench bench
+seqbench bench --sweep-runs 24 -T 100

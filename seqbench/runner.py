@@ -81,6 +81,10 @@ def summary_line(cfg: RunConfig, result: TrainResult, baseline: float) -> str:
     return f"{head}: {outcome}, {metric}, {took}"
 
 
+#: a finished run's runs.csv row, kept in its folder when appending it failed
+KEPT_ROW = "row.json"
+
+
 class RunInterrupted(Exception):
     """Raised by ``execute_run(handle_signals=True)`` after an interrupted run was recorded."""
 
@@ -197,7 +201,6 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
     except (ValueError, TypeError, AttributeError) as e:  # hand-edited or damaged JSON
         raise ConfigError(f"{config_path} is not a seqbench run config "
                           f"({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
-    state = load_checkpoint(run_dir)
     out = run_dir.parent.parent
     check_appendable(out / "runs.csv", RUN_COLUMNS)
     runs_csv = out / "runs.csv"
@@ -207,6 +210,10 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
         if done:
             raise ConfigError(f"run {run_dir.name} already finished (status {done[-1]}); "
                               "nothing to resume")
+    recorded = _record_kept_row(run_dir, runs_csv)
+    if recorded is not None:
+        return recorded
+    state = load_checkpoint(run_dir)
     trainer = Trainer(cfg, resolve_device(cfg.device))
     try:
         trainer.load_state_dict(state)
@@ -273,12 +280,45 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
             bar.close()
             curve_file.close()
     row = _row(trainer, result, run_dir, started_at, baseline, device)
-    append_rows(out / "runs.csv", [row], RUN_COLUMNS)
+    _record(out / "runs.csv", row, run_dir)
     summary = summary_line(cfg, result, baseline)
     if result.status == "interrupted":
         summary += f"; continue with: seqbench run --resume {run_dir}"
         raise RunInterrupted(signals["signum"], row, summary)
     return row, summary
+
+
+def _record(runs_csv: Path, row: dict, run_dir: Path) -> None:
+    """Append the run's row to runs.csv. If that fails (a full disk, a lost mount), the row is
+    kept in the run folder, so that ``seqbench run --resume`` records it later without training
+    the run again; the error says so."""
+    try:
+        append_rows(runs_csv, [row], RUN_COLUMNS)
+    except OSError as e:
+        try:
+            _write_json(run_dir / KEPT_ROW, row)
+        except OSError:
+            raise e from None
+        raise ConfigError(f"{e.strerror}: could not append the run's row to {runs_csv}; it is "
+                          f"kept in {run_dir / KEPT_ROW}, and `seqbench run --resume {run_dir}` "
+                          "records it once the file can be written") from None
+
+
+def _record_kept_row(run_dir: Path, runs_csv: Path) -> tuple[dict, str] | None:
+    """A finished run whose row could not be appended (``_record``): append it now."""
+    kept = run_dir / KEPT_ROW
+    if not kept.is_file():
+        return None
+    try:
+        row = json.loads(kept.read_text(encoding="utf-8"))
+    except ValueError:
+        raise ConfigError(f"{kept} is not a seqbench runs.csv row (damaged JSON)") from None
+    if row.get("status") == "interrupted":  # an interrupted run: go on training it
+        kept.unlink()
+        return None
+    append_rows(runs_csv, [row], RUN_COLUMNS)
+    kept.unlink()
+    return row, f"{run_dir.name}: recorded its kept row in {runs_csv} (status {row['status']})"
 
 
 def _row(trainer: Trainer, result: TrainResult, run_dir: Path, started_at: str, baseline: float,

@@ -61,7 +61,9 @@ SMALL = {
     "grads": {"seq_len": (2, 6), "hidden": (1, 8), "layers": (1, 2), "batch_size": (1, 4),
               "seeds": (1, 2), "threads": (1, 1)},
     "bench": {"seq_len": (2, 3), "batch": (1, 2), "hidden": (1, 4), "layers": (1, 1),
-              "repeats": (1, 1), "warmup": (0, 0), "threads": (1, 1)},
+              "repeats": (1, 1), "warmup": (0, 0), "threads": (1, 1),
+              # a sweep bench starts worker processes (tests/test_bench.py runs one)
+              "sweep_runs": (0, 0), "sweep_steps": (1, 1)},
     "sweep": {"workers": (1, 2), "threads_per_worker": (1, 1)},
 }
 #: integer options whose size costs nothing: fuzzed over a wide range

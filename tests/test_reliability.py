@@ -552,6 +552,16 @@ def test_cli_disk_full_is_one_line_and_runs_csv_is_unchanged(tmp_path, monkeypat
     assert len(lines) == 1 and lines[0].startswith("Error: No space left on device"), lines
     assert "runs.csv" in lines[0]
     assert runs_csv.read_bytes() == before
+    # the finished run's row was kept in its folder; --resume records it without training again
+    kept = [d for d in (out / "runs").iterdir() if (d / "row.json").is_file()]
+    assert len(kept) == 1 and f"seqbench run --resume {kept[0]}" in lines[0]
+    result = CliRunner().invoke(cli, ["run", "--resume", str(kept[0])])
+    assert result.exit_code == 0, result.output
+    assert "recorded its kept row" in result.output and not (kept[0] / "row.json").exists()
+    rows = read_results(runs_csv)
+    assert list(rows["seed"]) == [0, 1] and rows["run_dir"].iloc[1] == str(kept[0])
+    again = CliRunner().invoke(cli, ["run", "--resume", str(kept[0])])
+    assert again.exit_code == 2 and "already finished (status ok)" in again.output
 
 
 @contextlib.contextmanager
