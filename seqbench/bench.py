@@ -226,7 +226,8 @@ def group_rows(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: to
     for impl, (model, _) in models.items():
         step = timings.median(impl, "train", T)
         probe = timings.median(impl, "probe", T)
-        hand_kernel = "hand (fused)" if getattr(model.rnn, "fused", False) else "hand (autograd)"
+        hand_kernel = kernel(cell, impl, device) if getattr(model.rnn, "fused", False) \
+            else "hand (autograd)"
         if _graphed(cfg, impl, device):
             hand_kernel = hand_kernel[:-1] + ", CUDA graph)"
         rows.append({

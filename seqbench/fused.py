@@ -18,6 +18,11 @@ backward
     steps at once, in one matrix product with the stacked inputs [h_{t-1}, x_t, 1]; the gradient of
     the input in one more.
 
+Compiled steps: for float32 LSTMs on the CPU the pointwise part of each step (forward and
+backward) runs in one call of seqbench.native's compiled kernel where it is available, the same
+arithmetic as the torch calls here (which serve everywhere else); the matrix products stay torch
+calls.
+
 Gradient norms: optional (T, B) tensors ``norms_h`` / ``norms_c``, filled by the backward pass
 with the per-sequence norms ||dL/dh_t|| / ||dL/dc_t|| of the total gradient arriving at h_t / c_t,
 for every t (seqbench.probe). The backward computes those gradients anyway; it keeps them in a
@@ -303,15 +308,24 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, out: Tensor,
     w = _stacked_weights(w_ih, w_hh, bias).view(4, H, -1)
     w[2] *= 2  # g = tanh(a) = 2 sigmoid(2a) - 1: the cell gate's pre-activation, doubled (exact)
     w4 = w.transpose(1, 2)  # (4, H+I+1, H): gate k's weights, transposed
+    n_in = hx.shape[2]
+    hx_in = [r.expand(4, B, n_in) for r in hx.unbind(0)]
+    hx_h = hx[:, :, :H].unbind(0)
+    outs = out.unbind(0)
+    kernels = _native_lstm(x)
+    if kernels is not None:  # the pointwise part of each step in one compiled call
+        gates, cs = x.new_empty(4, B, H), [c0.clone(), x.new_empty(B, H)]  # c, ping-pong
+        Ks = K.unbind(0) if K is not None else [None] * T
+        for t in range(T):
+            torch.bmm(hx_in[t], w4, out=gates)
+            kernels.forward_step(gates, cs[t % 2], cs[(t + 1) % 2], outs[t],
+                                 hx_h[t + 1] if t < T - 1 else None, Ks[t])
+        return cs[T % 2].clone(), hx
     bufs = [x.new_empty(5, B, H) for _ in range(2)]  # [i, f, g, o, c_{t-1}], ping-pong
     views = [(s[:4], s[:2], *s.unbind(0), s[2::2]) for s in bufs]
     bufs[0][4] = c0
     c_last, tc = x.new_empty(B, H), x.new_empty(B, H)  # c_T; tanh(c_t)
     minus_one = x.new_full((), -1.0)
-    n_in = hx.shape[2]
-    hx_in = [r.expand(4, B, n_in) for r in hx.unbind(0)]
-    hx_h = hx[:, :, :H].unbind(0)
-    outs = out.unbind(0)
     if K is not None:  # per-step views of the factors' blocks
         k_f, k_if, k_g, k_o, k_c = (K[:, j].unbind(0) for j in (0, slice(1, 3), 3, 4, 5))
     for t in range(T):
@@ -334,6 +348,15 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, out: Tensor,
             _sigmoid_backward(tc, o, grad_input=k_o[t])
             _tanh_backward(o, tc, grad_input=k_c[t])
     return c_last, hx
+
+
+def _native_lstm(x: Tensor):
+    """seqbench.native's compiled LSTM steps for float32 on the CPU, or None (torch calls)."""
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return None
+    from seqbench import native
+
+    return native.lstm_kernels()
 
 
 class LSTMFunction(torch.autograd.Function):
@@ -388,14 +411,19 @@ class LSTMFunction(torch.autograd.Function):
         dc_all = WORKSPACE.take((T, B, H), x) if norms_c is not None else None
         dhs = dh_all.unbind(0) if dh_all is not None else [torch.empty_like(h0)] * T
         dcs = dc_all.unbind(0) if dc_all is not None else [torch.empty_like(h0)] * T
+        kernels = _native_lstm(x)
+        Ks, Ds = K.unbind(0), D.unbind(0)
         for t in range(T - 1, -1, -1):
             dh, dc = dhs[t], dcs[t]
             if t == T - 1:
                 torch.add(gY[t], g_hn, out=dh)
-                torch.addcmul(g_cn, dh, K_c[t], out=dc)
             else:
                 torch.addmm(gY[t], dG[t + 1], w_hh, out=dh)
-                torch.addcmul(D_cf[t + 1], dh, K_c[t], out=dc)
+            dcf = g_cn.contiguous() if t == T - 1 else D_cf[t + 1]  # dc_{t+1} f_{t+1}
+            if kernels is not None:  # the rest of the step in one compiled call
+                kernels.backward_step(dh, Ks[t], dcf, dc, Ds[t])
+                continue
+            torch.addcmul(dcf, dh, K_c[t], out=dc)
             torch.mul(K_4[t], dc, out=D_4[t])  # [dc f, di, df, dg] = dc * [f, Ki, Kf, Kg]
             torch.mul(dh, K_o[t], out=D_o[t])
         for grads, norms in ((dh_all, norms_h), (dc_all, norms_c)):

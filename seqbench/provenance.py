@@ -41,7 +41,14 @@ def device_name(device: torch.device) -> str:
 def kernel(cell: str, impl: str, device: torch.device, norm: str = "none") -> str:
     """Which implementation actually runs the recurrence."""
     if impl == "hand":  # normalized cells run the plain autograd loop, the others seqbench.fused
-        return "hand (autograd)" if norm != "none" else "hand (fused)"
+        if norm != "none":
+            return "hand (autograd)"
+        if cell == "lstm" and device.type == "cpu":
+            from seqbench import native
+
+            if native.available():  # float32 LSTM steps in seqbench.native's compiled kernel
+                return "hand (fused, native)"
+        return "hand (fused)"
     if device.type == "cuda":
         return "cudnn" if torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled else "aten"
     # On the CPU only nn.LSTM has a fused oneDNN path; nn.GRU and nn.RNN run an ATen loop.

@@ -1,0 +1,112 @@
+// The pointwise part of one LSTM time step on the CPU, forward and backward, in one pass each.
+//
+// seqbench.fused runs the LSTM's per-step pointwise work as some 20 torch calls per step; each
+// costs 2-4 us of dispatch on this project's CPU, more than the arithmetic (shared/REFERENCES.md
+// section 5, README.md "Performance"). These two functions do the same arithmetic, with the same
+// formulas (sigmoid(x) = 1 / (1 + exp(-x)); the cell gate and tanh(c) as 2 sigmoid(2x) - 1), in
+// one vectorized pass each, using ATen's Vectorized<float>. The matrix products stay torch calls.
+// Layouts are those of seqbench.fused's LSTMFunction; see there for the equations.
+#include <torch/extension.h>
+#include <ATen/cpu/vec/vec.h>
+
+namespace {
+
+using Vec = at::vec::Vectorized<float>;
+
+inline Vec sigmoid(const Vec& x) {
+  const Vec one(1.f);
+  return one / (one + x.neg().exp());
+}
+
+void check(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat, name, ": float32 CPU tensor");
+  TORCH_CHECK(t.stride(-1) == 1, name, ": unit stride in the last dimension");
+}
+
+// For row b of a (B, H) view: its first element.
+inline float* row(const at::Tensor& t, int64_t b) { return t.data_ptr<float>() + b * t.stride(0); }
+
+// gates: (4, B, H) pre-activations [i, f, g, o], the cell gate's doubled; overwritten.
+// c_prev, c_out, h_out: (B, H); h_copy: optional (B, H) view also receiving h (the next step's
+// stacked input). K: optional (6, B, H), receives [f, g i(1-i), c_prev f(1-f), i(1-g^2),
+// tanh(c) o(1-o), o(1-tanh^2(c))].
+void forward_step(const at::Tensor& gates, const at::Tensor& c_prev, const at::Tensor& c_out,
+                  const at::Tensor& h_out, const c10::optional<at::Tensor>& h_copy,
+                  const c10::optional<at::Tensor>& K) {
+  check(gates, "gates"); check(c_prev, "c_prev"); check(c_out, "c_out"); check(h_out, "h_out");
+  TORCH_CHECK(gates.is_contiguous() && gates.size(0) == 4, "gates: contiguous (4, B, H)");
+  const int64_t B = c_prev.size(0), H = c_prev.size(1), n = B * H;
+  const float* G = gates.data_ptr<float>();
+  float* Kp = nullptr;
+  if (K.has_value()) {
+    check(*K, "K");
+    TORCH_CHECK(K->is_contiguous() && K->numel() == 6 * n, "K: contiguous (6, B, H)");
+    Kp = K->data_ptr<float>();
+  }
+  const Vec one(1.f), two(2.f);
+  for (int64_t b = 0; b < B; ++b) {
+    const float* cp_row = row(c_prev, b);
+    float* c_row = row(c_out, b);
+    float* h_row = row(h_out, b);
+    float* hc_row = h_copy.has_value() ? row(*h_copy, b) : nullptr;
+    for (int64_t j = 0; j < H; j += Vec::size()) {
+      const int64_t len = std::min<int64_t>(Vec::size(), H - j);
+      const int64_t k = b * H + j;
+      Vec i = sigmoid(Vec::loadu(G + k, len));
+      Vec f = sigmoid(Vec::loadu(G + n + k, len));
+      Vec g = two * sigmoid(Vec::loadu(G + 2 * n + k, len)) - one;
+      Vec o = sigmoid(Vec::loadu(G + 3 * n + k, len));
+      Vec cp = Vec::loadu(cp_row + j, len);
+      Vec c = f * cp + i * g;
+      Vec tc = two * sigmoid(two * c) - one;
+      Vec h = o * tc;
+      c.store(c_row + j, len);
+      h.store(h_row + j, len);
+      if (hc_row) h.store(hc_row + j, len);
+      if (Kp) {
+        f.store(Kp + k, len);
+        (g * i * (one - i)).store(Kp + n + k, len);
+        (cp * f * (one - f)).store(Kp + 2 * n + k, len);
+        (i * (one - g * g)).store(Kp + 3 * n + k, len);
+        (tc * o * (one - o)).store(Kp + 4 * n + k, len);
+        (o * (one - tc * tc)).store(Kp + 5 * n + k, len);
+      }
+    }
+  }
+}
+
+// dh: (B, H) gradient arriving at h_t; K: (6, B, H) of step t; dcf_next: (B, H) dc_{t+1} f_{t+1}
+// (or the gradient of c_T); dc_out: (B, H) receives dc_t; D: (B, 5H) receives
+// [dc f, di, df, dg, do] (pre-activation gradients, dc f for the step before).
+void backward_step(const at::Tensor& dh, const at::Tensor& K, const at::Tensor& dcf_next,
+                   const at::Tensor& dc_out, const at::Tensor& D) {
+  check(dh, "dh"); check(K, "K"); check(dcf_next, "dcf_next"); check(dc_out, "dc_out");
+  check(D, "D");
+  const int64_t B = dh.size(0), H = dh.size(1), n = B * H;
+  TORCH_CHECK(K.is_contiguous() && K.numel() == 6 * n, "K: contiguous (6, B, H)");
+  TORCH_CHECK(D.size(1) == 5 * H, "D: (B, 5H)");
+  const float* Kp = K.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    const float* dh_row = row(dh, b);
+    const float* dcf_row = row(dcf_next, b);
+    float* dc_row = row(dc_out, b);
+    float* d_row = row(D, b);
+    for (int64_t j = 0; j < H; j += Vec::size()) {
+      const int64_t len = std::min<int64_t>(Vec::size(), H - j);
+      const int64_t k = b * H + j;
+      Vec d_h = Vec::loadu(dh_row + j, len);
+      Vec dc = Vec::loadu(dcf_row + j, len) + d_h * Vec::loadu(Kp + 5 * n + k, len);
+      dc.store(dc_row + j, len);
+      for (int64_t s = 0; s < 4; ++s)  // [dc f, di, df, dg] = dc [f, Ki, Kf, Kg]
+        (dc * Vec::loadu(Kp + s * n + k, len)).store(d_row + s * H + j, len);
+      (d_h * Vec::loadu(Kp + 4 * n + k, len)).store(d_row + 4 * H + j, len);
+    }
+  }
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward_step", &forward_step, "LSTM step, pointwise part (forward)");
+  m.def("backward_step", &backward_step, "LSTM step, pointwise part (backward)");
+}
