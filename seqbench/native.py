@@ -60,7 +60,8 @@ def lstm_kernels():
             from torch.utils.cpp_extension import load
 
             _module = load(name=f"seqbench_lstm_cpu_{capability.lower()}", sources=[str(SOURCE)],
-                           extra_cflags=["-O3", *FLAGS[capability]], verbose=False)
+                           extra_cflags=["-O3", "-fopenmp", *FLAGS[capability]],
+                           extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as e:  # no compiler, no ninja, a failed build: the torch calls serve
             _why_not = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
             print(f"seqbench: compiled LSTM kernel unavailable ({_why_not}); using torch calls",

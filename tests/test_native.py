@@ -91,3 +91,31 @@ def test_kernel_column_names_the_compiled_steps(monkeypatch):
     assert kernel("lstm", "hand", torch.device("cpu")) == "hand (fused, native)"
     assert kernel("gru", "hand", torch.device("cpu")) == "hand (fused)"
     assert kernel("lstm", "hand", torch.device("cpu"), norm="layer") == "hand (autograd)"
+
+
+def test_a_failed_build_falls_back_to_torch_calls(monkeypatch, capsys):
+    import torch.utils.cpp_extension as cpp
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Error building extension: c++: not found")
+
+    monkeypatch.setenv(native.ENV, "1")
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_why_not", "")
+    monkeypatch.setattr(cpp, "load", no_compiler)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert native.lstm_kernels() is None and not native.available()
+    assert "c++: not found" in native.why_not()
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("seqbench: compiled LSTM kernel unavailable")
+    # the LSTM still runs, through the torch calls
+    inputs = lstm_inputs(4, 2, 3, 8, seed=2)
+    out = fused.lstm(*inputs)[0]
+    ref = HandRNN("lstm", 3, 8, fused=False)
+    with torch.no_grad():
+        for name, value in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"),
+                               inputs[3:]):
+            getattr(ref, name).copy_(value)
+    expected = ref(inputs[0].detach(), (inputs[1].detach()[None], inputs[2].detach()[None]))[0]
+    assert rel_err(out, expected) < 1e-5

@@ -7,11 +7,14 @@
 // one vectorized pass each, using ATen's Vectorized<float>. The matrix products stay torch calls.
 // Layouts are those of seqbench.fused's LSTMFunction; see there for the equations.
 #include <torch/extension.h>
+#include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
 namespace {
 
 using Vec = at::vec::Vectorized<float>;
+//: batch rows per parallel task: at B = 64 the two threads of this project's machine take 32 each
+constexpr int64_t kRowsPerTask = 16;
 
 inline Vec sigmoid(const Vec& x) {
   const Vec one(1.f);
@@ -44,7 +47,8 @@ void forward_step(const at::Tensor& gates, const at::Tensor& c_prev, const at::T
     Kp = K->data_ptr<float>();
   }
   const Vec one(1.f), two(2.f);
-  for (int64_t b = 0; b < B; ++b) {
+  at::parallel_for(0, B, kRowsPerTask, [&](int64_t b0, int64_t b1) {
+  for (int64_t b = b0; b < b1; ++b) {
     const float* cp_row = row(c_prev, b);
     float* c_row = row(c_out, b);
     float* h_row = row(h_out, b);
@@ -73,6 +77,7 @@ void forward_step(const at::Tensor& gates, const at::Tensor& c_prev, const at::T
       }
     }
   }
+  });
 }
 
 // dh: (B, H) gradient arriving at h_t; K: (6, B, H) of step t; dcf_next: (B, H) dc_{t+1} f_{t+1}
@@ -86,7 +91,8 @@ void backward_step(const at::Tensor& dh, const at::Tensor& K, const at::Tensor& 
   TORCH_CHECK(K.is_contiguous() && K.numel() == 6 * n, "K: contiguous (6, B, H)");
   TORCH_CHECK(D.size(1) == 5 * H, "D: (B, 5H)");
   const float* Kp = K.data_ptr<float>();
-  for (int64_t b = 0; b < B; ++b) {
+  at::parallel_for(0, B, kRowsPerTask, [&](int64_t b0, int64_t b1) {
+  for (int64_t b = b0; b < b1; ++b) {
     const float* dh_row = row(dh, b);
     const float* dcf_row = row(dcf_next, b);
     float* dc_row = row(dc_out, b);
@@ -102,6 +108,7 @@ void backward_step(const at::Tensor& dh, const at::Tensor& K, const at::Tensor& 
       (d_h * Vec::loadu(Kp + 4 * n + k, len)).store(d_row + 4 * H + j, len);
     }
   }
+  });
 }
 
 }  // namespace
