@@ -308,19 +308,20 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, out: Tensor,
     w = _stacked_weights(w_ih, w_hh, bias).view(4, H, -1)
     w[2] *= 2  # g = tanh(a) = 2 sigmoid(2a) - 1: the cell gate's pre-activation, doubled (exact)
     w4 = w.transpose(1, 2)  # (4, H+I+1, H): gate k's weights, transposed
-    n_in = hx.shape[2]
+    kernels = _native_lstm(x)  # the same loop compiled (seqbench.native), or the torch calls
+    loop = kernels.forward_loop if kernels is not None else _lstm_forward_loop
+    return loop(hx, w4, c0.contiguous(), out, K), hx
+
+
+def _lstm_forward_loop(hx: Tensor, w4: Tensor, c0: Tensor, out: Tensor, K: Tensor | None) -> Tensor:
+    """The forward loop over the steps (seqbench.native's forward_loop does the same): fills the
+    h block of hx's rows 1.., out and K; returns c_T."""
+    T, B, n_in = hx.shape
+    H = out.shape[2]
+    x = out  # device and dtype for the buffers
     hx_in = [r.expand(4, B, n_in) for r in hx.unbind(0)]
     hx_h = hx[:, :, :H].unbind(0)
     outs = out.unbind(0)
-    kernels = _native_lstm(x)
-    if kernels is not None:  # the pointwise part of each step in one compiled call
-        gates, cs = x.new_empty(4, B, H), [c0.clone(), x.new_empty(B, H)]  # c, ping-pong
-        Ks = K.unbind(0) if K is not None else [None] * T
-        for t in range(T):
-            torch.bmm(hx_in[t], w4, out=gates)
-            kernels.forward_step(gates, cs[t % 2], cs[(t + 1) % 2], outs[t],
-                                 hx_h[t + 1] if t < T - 1 else None, Ks[t])
-        return cs[T % 2].clone(), hx
     bufs = [x.new_empty(5, B, H) for _ in range(2)]  # [i, f, g, o, c_{t-1}], ping-pong
     views = [(s[:4], s[:2], *s.unbind(0), s[2::2]) for s in bufs]
     bufs[0][4] = c0
@@ -347,7 +348,32 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, out: Tensor,
             _tanh_backward(i, g, grad_input=k_g[t])
             _sigmoid_backward(tc, o, grad_input=k_o[t])
             _tanh_backward(o, tc, grad_input=k_c[t])
-    return c_last, hx
+    return c_last
+
+
+def _lstm_backward_loop(g_out: Tensor, g_hn: Tensor, g_cn: Tensor, w_hh: Tensor, K: Tensor,
+                        D: Tensor, dh_all: Tensor, dc_all: Tensor) -> None:
+    """The backward loop over the steps (seqbench.native's backward_loop does the same): fills
+    D (T, B, 5H) with [dc f, di, df, dg, do] of every step, and dh_all, dc_all with dh_t, dc_t
+    when they have T rows (else they are one step's scratch)."""
+    T, B, H = g_out.shape
+    # per-step views, made once (a Python-level index per step costs more than it looks)
+    Dv = D.view(T, B, 5, H).transpose(1, 2)  # (T, 5, B, H) view of D
+    K_4, K_o, K_c = K[:, 0:4].unbind(0), K[:, 4].unbind(0), K[:, 5].unbind(0)
+    D_4, D_o, D_cf = Dv[:, 0:4].unbind(0), Dv[:, 4].unbind(0), Dv[:, 0].unbind(0)
+    dG, gY = D[..., H:].unbind(0), g_out.unbind(0)
+    dhs = dh_all.unbind(0) if len(dh_all) == T else [dh_all[0]] * T
+    dcs = dc_all.unbind(0) if len(dc_all) == T else [dc_all[0]] * T
+    for t in range(T - 1, -1, -1):
+        dh, dc = dhs[t], dcs[t]
+        if t == T - 1:
+            torch.add(gY[t], g_hn, out=dh)
+            torch.addcmul(g_cn, dh, K_c[t], out=dc)
+        else:
+            torch.addmm(gY[t], dG[t + 1], w_hh, out=dh)
+            torch.addcmul(D_cf[t + 1], dh, K_c[t], out=dc)
+        torch.mul(K_4[t], dc, out=D_4[t])  # [dc f, di, df, dg] = dc * [f, Ki, Kf, Kg]
+        torch.mul(dh, K_o[t], out=D_o[t])
 
 
 def _native_lstm(x: Tensor):
@@ -399,33 +425,16 @@ class LSTMFunction(torch.autograd.Function):
         need = ctx.needs_input_grad  # (save, x, h0, c0, w_ih, w_hh, b_ih, b_hh, norms_h, norms_c)
         D = WORKSPACE.take((T, B, 5 * H), x)  # per step: [dc_t f_t, di, df, dg, do]
         dgates = D[..., H:]
-        # per-step views, made once (a Python-level index per step costs more than it looks)
-        Dv = D.view(T, B, 5, H).transpose(1, 2)  # (T, 5, B, H) view of D
-        K_4, K_o, K_c = K[:, 0:4].unbind(0), K[:, 4].unbind(0), K[:, 5].unbind(0)
-        D_4, D_o, D_cf = Dv[:, 0:4].unbind(0), Dv[:, 4].unbind(0), Dv[:, 0].unbind(0)
-        dG, gY = dgates.unbind(0), g_out.unbind(0)
         # dh_t, dc_t (the total gradients arriving at h_t, c_t): kept for every t only when
-        # their norms are asked for
+        # their norms are asked for, else one step's scratch
         norms_h, norms_c = ctx.norms
         dh_all = WORKSPACE.take((T, B, H), x) if norms_h is not None else None
         dc_all = WORKSPACE.take((T, B, H), x) if norms_c is not None else None
-        dhs = dh_all.unbind(0) if dh_all is not None else [torch.empty_like(h0)] * T
-        dcs = dc_all.unbind(0) if dc_all is not None else [torch.empty_like(h0)] * T
-        kernels = _native_lstm(x)
-        Ks, Ds = K.unbind(0), D.unbind(0)
-        for t in range(T - 1, -1, -1):
-            dh, dc = dhs[t], dcs[t]
-            if t == T - 1:
-                torch.add(gY[t], g_hn, out=dh)
-            else:
-                torch.addmm(gY[t], dG[t + 1], w_hh, out=dh)
-            dcf = g_cn.contiguous() if t == T - 1 else D_cf[t + 1]  # dc_{t+1} f_{t+1}
-            if kernels is not None:  # the rest of the step in one compiled call
-                kernels.backward_step(dh, Ks[t], dcf, dc, Ds[t])
-                continue
-            torch.addcmul(dcf, dh, K_c[t], out=dc)
-            torch.mul(K_4[t], dc, out=D_4[t])  # [dc f, di, df, dg] = dc * [f, Ki, Kf, Kg]
-            torch.mul(dh, K_o[t], out=D_o[t])
+        kernels = _native_lstm(x)  # the same loop compiled (seqbench.native), or the torch calls
+        loop = kernels.backward_loop if kernels is not None else _lstm_backward_loop
+        loop(g_out, g_hn, g_cn, w_hh, K, D,
+             dh_all if dh_all is not None else h0.new_empty(1, B, H),
+             dc_all if dc_all is not None else h0.new_empty(1, B, H))
         for grads, norms in ((dh_all, norms_h), (dc_all, norms_c)):
             if norms is not None:
                 _record_norms(grads, norms)

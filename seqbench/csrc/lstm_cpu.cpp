@@ -111,9 +111,52 @@ void backward_step(const at::Tensor& dh, const at::Tensor& K, const at::Tensor& 
   });
 }
 
+// The forward loop of LSTMFunction: hx (T, B, N) stacked inputs [h_{t-1}, x_t (, 1)] whose rows
+// 1.. of the h block it fills in; w4 (4, N, H) the gates' stacked weights, transposed (cell gate
+// doubled); c0 (B, H); out (T, B, H) receives h_t; K optional (T, 6, B, H). Returns c_T.
+at::Tensor forward_loop(const at::Tensor& hx, const at::Tensor& w4, const at::Tensor& c0,
+                        const at::Tensor& out, const c10::optional<at::Tensor>& K) {
+  const int64_t T = hx.size(0), B = hx.size(1), N = hx.size(2), H = out.size(2);
+  at::Tensor gates = at::empty({4, B, H}, out.options());
+  at::Tensor c = c0.clone(), c_next = at::empty_like(c);
+  for (int64_t t = 0; t < T; ++t) {
+    at::bmm_out(gates, hx[t].expand({4, B, N}), w4);
+    c10::optional<at::Tensor> h_copy;
+    if (t + 1 < T) h_copy = hx[t + 1].narrow(1, 0, H);
+    c10::optional<at::Tensor> K_t;
+    if (K.has_value()) K_t = (*K)[t];
+    forward_step(gates, c, c_next, out[t], h_copy, K_t);
+    std::swap(c, c_next);
+  }
+  return c;
+}
+
+// The backward loop of LSTMFunction: g_out (T, B, H), g_hn, g_cn (B, H) the gradients arriving at
+// the outputs; w_hh (4H, H); K (T, 6, B, H) from the forward; D (T, B, 5H) receives
+// [dc f, di, df, dg, do] for every step; dh_all, dc_all: (T, B, H) to keep every dh_t, dc_t, or
+// (1, B, H) scratch.
+void backward_loop(const at::Tensor& g_out, const at::Tensor& g_hn, const at::Tensor& g_cn,
+                   const at::Tensor& w_hh, const at::Tensor& K, const at::Tensor& D,
+                   const at::Tensor& dh_all, const at::Tensor& dc_all) {
+  const int64_t T = g_out.size(0), H = g_out.size(2);
+  const at::Tensor g_c = g_cn.contiguous();
+  for (int64_t t = T - 1; t >= 0; --t) {
+    at::Tensor dh = dh_all.size(0) == T ? dh_all[t] : dh_all[0];
+    at::Tensor dc = dc_all.size(0) == T ? dc_all[t] : dc_all[0];
+    if (t == T - 1) {
+      at::add_out(dh, g_out[t], g_hn);
+      backward_step(dh, K[t], g_c, dc, D[t]);
+    } else {
+      const at::Tensor next = D[t + 1];
+      at::addmm_out(dh, g_out[t], next.narrow(1, H, 4 * H), w_hh);
+      backward_step(dh, K[t], next.narrow(1, 0, H), dc, D[t]);
+    }
+  }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward_step", &forward_step, "LSTM step, pointwise part (forward)");
-  m.def("backward_step", &backward_step, "LSTM step, pointwise part (backward)");
+  m.def("forward_loop", &forward_loop, "LSTM layer, forward loop over the steps");
+  m.def("backward_loop", &backward_loop, "LSTM layer, backward loop over the steps");
 }
