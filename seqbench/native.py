@@ -56,10 +56,14 @@ def lstm_kernels():
         if capability not in FLAGS:
             _why_not = f"CPU capability {capability} (needs AVX2 or AVX-512)"
             return None
+        name = f"seqbench_lstm_cpu_{capability.lower()}"
+        if not _built(name):
+            print("seqbench: building the compiled LSTM loop (once per machine, about 25 s)",
+                  file=sys.stderr)
         try:
             from torch.utils.cpp_extension import load
 
-            _module = load(name=f"seqbench_lstm_cpu_{capability.lower()}", sources=[str(SOURCE)],
+            _module = load(name=name, sources=[str(SOURCE)],
                            extra_cflags=["-O3", "-fopenmp", *FLAGS[capability]],
                            extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as e:  # no compiler, no ninja, a failed build: the torch calls serve
@@ -67,6 +71,16 @@ def lstm_kernels():
             print(f"seqbench: compiled LSTM kernel unavailable ({_why_not}); using torch calls",
                   file=sys.stderr)
         return _module
+
+
+def _built(name: str) -> bool:
+    """Whether a build of ``name`` is in torch's extension cache (a guess; True if unknown)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return any(Path(_get_build_directory(name, verbose=False)).glob(f"{name}*.so"))
+    except Exception:  # a private torch helper: if it moved, say nothing
+        return True
 
 
 def available() -> bool:

@@ -107,8 +107,8 @@ def test_a_failed_build_falls_back_to_torch_calls(monkeypatch, capsys):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     assert native.lstm_kernels() is None and not native.available()
     assert "c++: not found" in native.why_not()
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("seqbench: compiled LSTM kernel unavailable")
+    err = capsys.readouterr().err.splitlines()  # (a line announcing the build, then) one line
+    assert len(err) <= 2 and err[-1].startswith("seqbench: compiled LSTM kernel unavailable")
     # the LSTM still runs, through the torch calls
     inputs = lstm_inputs(4, 2, 3, 8, seed=2)
     out = fused.lstm(*inputs)[0]
