@@ -36,6 +36,7 @@ import torch
 from seqbench.cells import CellConfig
 from seqbench.choices import CELLS, IMPLS, TASKS
 from seqbench.errors import ConfigError
+from seqbench.fused import WORKSPACE
 from seqbench.model import SequenceModel, build_model
 from seqbench.provenance import environment, kernel, resolve_device
 from seqbench.tasks import Batch, Task, make_task
@@ -269,6 +270,7 @@ def run_bench(cfg: BenchConfig, on_group: Callable[[list[dict]], None] | None = 
     rows: list[dict] = []
     try:
         for cell in cfg.cells:
+            WORKSPACE.clear()  # each cell's groups start from the same empty buffer pool
             models = {}
             for impl in cfg.impls:
                 cell_cfg = CellConfig(cell=cell, impl=impl, hidden=cfg.hidden, layers=cfg.layers)
