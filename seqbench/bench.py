@@ -22,6 +22,7 @@ each group is recorded: compare ratios, and repeat a group measured under high l
 
 from __future__ import annotations
 
+import gc
 import io
 import math
 import os
@@ -178,19 +179,30 @@ def probe_fn(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> Ca
 
 
 def time_round_robin(fns: dict, repeats: int, warmup: int, device: torch.device) -> Timings:
-    """Warm every function up, then time them in turn, ``repeats`` rounds, alternating order."""
+    """Warm every function up, then time them in turn, ``repeats`` rounds, alternating order.
+
+    Python's garbage collector is off while a function is timed and runs between calls, as in
+    ``timeit``: its full collections (tens of ms in a process holding torch) otherwise land in
+    whichever call happens to cross the threshold, and made single timings bimodal by 25-50%."""
     for _ in range(max(warmup, 1)):
         for fn in fns.values():
             fn()
     timings = Timings({key: [] for key in fns})
     keys = list(fns)
-    for r in range(repeats):
-        for key in keys if r % 2 == 0 else reversed(keys):
-            _synchronize(device)
-            t0 = time.perf_counter()
-            fns[key]()
-            _synchronize(device)
-            timings.samples[key].append(time.perf_counter() - t0)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(repeats):
+            for key in keys if r % 2 == 0 else reversed(keys):
+                gc.collect()
+                _synchronize(device)
+                t0 = time.perf_counter()
+                fns[key]()
+                _synchronize(device)
+                timings.samples[key].append(time.perf_counter() - t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return timings
 
 
