@@ -300,8 +300,7 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, out: Tensor,
 
     Per step the gates are computed gate-major, (4, B, H), by one batched product of the stacked
     inputs with the four gates' stacked weights, so that every pointwise op works on contiguous
-    (B, H) blocks (strided slices of a (B, 4H) row cost 3x as much here). Slot 4 of the per-step
-    buffer holds c_{t-1}, next to g, so that one op computes [g, c_{t-1}] i(1-i), f(1-f)."""
+    (B, H) blocks (strided slices of a (B, 4H) row cost 3x as much here)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
     hx = _stacked_inputs(x, h0, bias is not None)
@@ -315,7 +314,8 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, bias, out: Tensor,
 
 def _lstm_forward_loop(hx: Tensor, w4: Tensor, c0: Tensor, out: Tensor, K: Tensor | None) -> Tensor:
     """The forward loop over the steps (seqbench.native's forward_loop does the same): fills the
-    h block of hx's rows 1.., out and K; returns c_T."""
+    h block of hx's rows 1.., out and K; returns c_T. Slot 4 of the per-step buffer holds
+    c_{t-1}, next to g, so that one op computes [g, c_{t-1}] i(1-i), f(1-f)."""
     T, B, n_in = hx.shape
     H = out.shape[2]
     x = out  # device and dtype for the buffers
