@@ -254,9 +254,13 @@ class RNNFunction(torch.autograd.Function):
         act_bwd = _act_backward(ctx.activation)
         dpre = WORKSPACE.take((T, B, H), out)
         # dh_t, the total gradient arriving at h_t: kept for every t only when its norms are asked
-        # for (with the identity, dpre_t = dh_t)
-        keep = ctx.norms_h is not None and act_bwd is not None
-        dh_all = WORKSPACE.take((T, B, H), out) if keep else dpre if act_bwd is None else None
+        # for, else one step's scratch
+        if act_bwd is None:  # the identity: dpre_t = dh_t
+            dh_all = dpre
+        elif ctx.norms_h is not None:
+            dh_all = WORKSPACE.take((T, B, H), out)
+        else:
+            dh_all = None
         dhs = dh_all.unbind(0) if dh_all is not None else [torch.empty_like(h0)] * T
         dpres, outs, gY = dpre.unbind(0), out.unbind(0), g_out.unbind(0)
         for t in range(T - 1, -1, -1):
@@ -277,7 +281,7 @@ class RNNFunction(torch.autograd.Function):
             dw_ih, dw_hh, db_ih, db_hh = _split_products(_input_products(dpre, hx), H,
                                                          x.shape[2], need[3:7])
             WORKSPACE.give(hx)
-        WORKSPACE.give(dpre, dh_all if keep else None)
+        WORKSPACE.give(dpre, dh_all if dh_all is not dpre else None)
         return None, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None
 
 
