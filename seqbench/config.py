@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from seqbench.cells import CellConfig
 from seqbench.choices import CLIP_MODES, DEVICES
 from seqbench.errors import ConfigError
+from seqbench.model import hidden_for_params
 from seqbench.tasks import make_task
 
 OPTIMIZERS = ("adam",)
@@ -34,11 +35,13 @@ class RunConfig:
     clip_mode: str = "norm"  # norm: rescale the global gradient norm (Pascanu 2013) | value: clamp each entry
     batch_size: int = 64  # sequences per training step
     steps: int = 10_000  # training-step budget
-    eval_every: int = 100  # evaluate on the held-out set every this many steps
-    eval_size: int = 512  # held-out sequences (fixed, from the "eval" seed stream)
-    until_solved: bool = True  # stop at the first evaluation that meets the solved criterion
+    eval_every: int = 100  # evaluate on the validation set every this many steps
+    eval_size: int = 512  # validation sequences (fixed, "eval" seed stream): stopping, selection
+    test_size: int = 1024  # test sequences (fixed, "test" seed stream): read once, at the end
+    until_solved: bool = True  # stop at the first evaluation where the validation set is solved
     seed: int = 0  # one seed; init, train, eval and probe streams are derived from it
     probe_every: int = 0  # gradient-vs-lag probe at step 0, every N steps and at the end; 0 = off
+    match_params: int = 0  # > 0: hidden size chosen so the model has about this many parameters
     label: str = ""  # name of the comparison arm a spec gave this run (e.g. "lstm_fb1"); "" = none
     device: str = "auto"  # auto (cuda when present) | cpu | cuda
     threads: int | None = None  # torch intra-op threads; None = torch's default
@@ -57,6 +60,8 @@ class RunConfig:
             (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
             (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
             (self.eval_size >= 1, f"eval_size must be >= 1, got {self.eval_size}"),
+            (self.test_size >= 1, f"test_size must be >= 1, got {self.test_size}"),
+            (self.match_params >= 0, f"match_params must be >= 0 (0 = off), got {self.match_params}"),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (self.probe_every >= 0, f"probe_every must be >= 0 (0 = off), got {self.probe_every}"),
             (self.device in DEVICES, f"unknown device {self.device!r}; allowed: auto, cpu, cuda"),
@@ -65,7 +70,11 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        return replace(self, variant=task.variant)
+        cell = self.cell
+        if self.match_params:  # the hidden size is derived, so the row's `hidden` says what ran
+            cell = replace(cell, hidden=hidden_for_params(task, cell, self.match_params,
+                                                          self.seq_len))
+        return replace(self, variant=task.variant, cell=cell)
 
     def to_dict(self) -> dict:
         return asdict(self)

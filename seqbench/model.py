@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
@@ -62,3 +64,32 @@ def build_model(task: Task, cell: CellConfig, init_seed: int, seq_len: int | Non
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def _n_params(task: Task, cell: CellConfig, hidden: int, seq_len: int) -> int:
+    from dataclasses import replace
+
+    return count_parameters(build_model(task, replace(cell, hidden=hidden), 0, seq_len))
+
+
+@functools.lru_cache(maxsize=256)
+def _hidden_for(task_name: str, variant: str, cell: CellConfig, n_params: int, seq_len: int) -> int:
+    from seqbench.tasks import make_task
+
+    task = make_task(task_name, variant)
+    count = functools.partial(_n_params, task, cell, seq_len=seq_len)
+    lo, hi = 1, 1
+    while count(hi) < n_params:  # the count grows with H (quadratically): double, then bisect
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) < n_params else (lo, mid)
+    return min((lo, hi), key=lambda h: (abs(count(h) - n_params), h))
+
+
+def hidden_for_params(task: Task, cell: CellConfig, n_params: int, seq_len: int) -> int:
+    """The hidden size whose model (this task's input and readout, ``cell``'s type, layers and
+    options) has the parameter count closest to ``n_params`` (the smaller H on a tie): cells
+    compared at equal size, as Collins, Sohl-Dickstein & Sussillo (2017) and Greff et al. (2017)
+    do, instead of at equal H (where an LSTM has 4x the parameters of a tanh RNN)."""
+    return _hidden_for(task.name, task.variant, cell.validate(), int(n_params), int(seq_len))

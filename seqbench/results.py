@@ -36,11 +36,19 @@ CELL_COLUMNS = [f.name for f in fields(CellConfig)]
 RUN_COLUMNS = [
     "run_id", "config_id", "started_at",
     "task", "variant", "seq_len", "total_steps",
+    "lag_min", "lag_max",  # the lag range --seq-len means for the task (Task.lag_range)
     *CELL_COLUMNS, "n_params",
+    "match_params",  # > 0: hidden was chosen for about this many parameters
     "optimizer", "lr", "clip", "clip_mode", "batch_size", "step_budget", "eval_every", "eval_size",
-    "until_solved", "seed", "probe_every",
+    "test_size", "until_solved", "seed", "probe_every",
+    # final_loss, loss_ratio, accuracy, solved: the TEST set, on the final model (reported);
+    # solved_step: first evaluation where the validation set met the criterion (when solved)
     "status", "steps_taken", "final_loss", "baseline_loss", "loss_ratio", "accuracy",
     "solved", "solved_step",
+    # the validation set (stopping and selection), on the final model; val_solved: the criterion
+    # was met at some evaluation
+    "val_loss", "val_loss_ratio", "val_accuracy", "val_solved",
+    "still_improving",  # unsolved and the validation loss still falling at the end (train.py)
     "wall_s", "train_s", "throughput_seq_s",
     "device", "device_name", "threads", "malloc", "kernel",
     "torch_version", "cudnn_version", "onednn_version", "seqbench_version", "git_commit",

@@ -71,13 +71,18 @@ def summary_line(cfg: RunConfig, result: TrainResult, baseline: float) -> str:
         return f"{head}: interrupted at step {result.steps_taken}, {took}"
     loss_name = "MSE" if cfg.task == "adding" else "loss"
     loss = result.final.loss
-    metric = f"{loss_name} {loss:.4g} ({100 * loss / baseline:.1f}% of baseline)"
+    metric = f"test {loss_name} {loss:.4g} ({100 * loss / baseline:.1f}% of baseline)"
     if cfg.task != "adding":
         metric += f", accuracy {result.final.accuracy:.3f}"
     if result.solved:
         outcome = f"solved at step {result.solved_step}"
+    elif result.val_solved:
+        outcome = (f"validation solved at step {result.steps_taken}, test not (criterion missed "
+                   "on the test set)")
     else:
         outcome = f"not solved in {result.steps_taken} steps"
+        if result.still_improving:
+            outcome += " (validation loss still falling: budget-limited)"
     return f"{head}: {outcome}, {metric}, {took}"
 
 
@@ -324,6 +329,8 @@ def _record_kept_row(run_dir: Path, runs_csv: Path) -> tuple[dict, str] | None:
 def _row(trainer: Trainer, result: TrainResult, run_dir: Path, started_at: str, baseline: float,
          device: torch.device) -> dict:
     cfg, task = trainer.cfg, trainer.task
+    lag_min, lag_max = task.lag_range(cfg.seq_len)
+    val = result.val if result.val is not None else result.final
     return {
         "run_id": run_dir.name,
         "config_id": cfg.config_id(),
@@ -332,8 +339,11 @@ def _row(trainer: Trainer, result: TrainResult, run_dir: Path, started_at: str, 
         "variant": cfg.variant,
         "seq_len": cfg.seq_len,
         "total_steps": task.total_steps(cfg.seq_len),
+        "lag_min": lag_min,
+        "lag_max": lag_max,
         **cfg.cell.to_dict(),
         "n_params": count_parameters(result.model),
+        "match_params": cfg.match_params,
         "optimizer": cfg.optimizer,
         "lr": cfg.lr,
         "clip": cfg.clip,
@@ -342,6 +352,7 @@ def _row(trainer: Trainer, result: TrainResult, run_dir: Path, started_at: str, 
         "step_budget": cfg.steps,
         "eval_every": cfg.eval_every,
         "eval_size": cfg.eval_size,
+        "test_size": cfg.test_size,
         "until_solved": cfg.until_solved,
         "seed": cfg.seed,
         "probe_every": cfg.probe_every,
@@ -353,6 +364,11 @@ def _row(trainer: Trainer, result: TrainResult, run_dir: Path, started_at: str, 
         "accuracy": result.final.accuracy,
         "solved": result.solved,
         "solved_step": result.solved_step,
+        "val_loss": val.loss,
+        "val_loss_ratio": val.loss / baseline,
+        "val_accuracy": val.accuracy,
+        "val_solved": result.val_solved,
+        "still_improving": result.still_improving,
         "wall_s": round(result.wall_seconds, 3),
         "train_s": round(result.train_seconds, 3),
         "throughput_seq_s": round(result.throughput, 2),

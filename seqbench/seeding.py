@@ -1,8 +1,10 @@
 """Independent random streams derived from one user seed.
 
-Model initialization, training data, evaluation data and the probe batch each get their own
-generator, seeded from (seed, stream name) through a hash, so that no two streams share a seed
-(evaluation data never overlaps the training stream) and adding a stream never shifts another.
+Model initialization, training data, the validation set, the test set and the probe batch each get
+their own generator, seeded from (seed, stream name) through a hash, so that no two streams share a
+seed (neither held-out set overlaps the training stream or the other) and adding a stream never
+shifts another. The validation stream keeps its historical name ``eval``: it is the set that
+evaluations during training (stopping, selection) use; ``test`` is only read once, at the end.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 
 import torch
 
-STREAMS = ("init", "train", "eval", "probe")
+STREAMS = ("init", "train", "eval", "test", "probe")
 
 
 def derive_seed(seed: int, stream: str) -> int:

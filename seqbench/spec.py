@@ -24,6 +24,9 @@ A spec (``tasks/adding.toml``, ...) looks like this::
     settings = { hidden = 64, steps = 3000 }
     grid = { seed = [0, 1, 2] }
 
+    select = ["lr"]                    # optional: grid keys the leaderboard tunes per arm on the
+                                       # validation set (``seqbench leaderboard --select lr``)
+
 Keys are the fields of ``RunConfig`` and ``CellConfig`` in one flat namespace (``steps``, ``lr``,
 ``cell``, ``hidden``, ...; ``label`` comes from the arms' names), derived from the dataclasses, so a
 field added there is a valid spec key at once. A key given in a profile's ``settings`` replaces the
@@ -53,8 +56,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TOP_KEYS = ("description", "default_profile", "settings", "grid", "arms", "profiles")
-PROFILE_KEYS = ("description", "settings", "grid", "arms")
+TOP_KEYS = ("description", "default_profile", "select", "settings", "grid", "arms", "profiles")
+PROFILE_KEYS = ("description", "select", "settings", "grid", "arms")
 #: RunConfig fields that are not flat spec keys: ``cell`` is the CellConfig (its fields are keys)
 _NESTED = ("cell",)
 
@@ -134,6 +137,13 @@ class Spec:
     grid: dict = field(default_factory=dict)
     arms: list | None = None
     profiles: dict = field(default_factory=dict)
+    select: tuple[str, ...] = ()  # keys tuned per arm on validation (a profile may replace them)
+
+    def selected(self, profile: str | None = None) -> tuple[str, ...]:
+        """The keys the leaderboard selects over for ``profile`` (or the default profile)."""
+        profile = profile if profile is not None else self.default_profile
+        chosen = self.profiles.get(profile, {}).get("select") if profile else None
+        return tuple(chosen) if chosen is not None else self.select
 
     @property
     def profile_names(self) -> list[str]:
@@ -272,6 +282,18 @@ def _check_overlap(path: Path, where: str, settings: dict, grid: dict) -> None:
                           "keep one")
 
 
+def _check_select(path: Path, where: str, value) -> tuple[str, ...]:
+    """``select``: a key or a list of keys, each a spec key (``lr``, ``hidden``, ...)."""
+    keys = [value] if isinstance(value, str) else value
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+        raise ConfigError(f"{path}: {where} must be a key or a list of keys, e.g. select = [\"lr\"]")
+    allowed = [k for k in allowed_keys() if k not in ("seed", "label", "device", "threads")]
+    for k in keys:
+        if k not in allowed:
+            raise ConfigError(f"{path}: {where}: {k!r} cannot be selected; allowed: {', '.join(allowed)}")
+    return tuple(keys)
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read and check a spec file: every key, type and profile (runs are checked by ``expand``)."""
     path = Path(path)
@@ -324,14 +346,17 @@ def load_spec(path: str | Path) -> Spec:
         _check_overlap(path, where, checked["settings"], checked["grid"])
         if "arms" in p:
             checked["arms"] = _check_arms(path, f"{where}.arms", p["arms"])
+        if "select" in p:
+            checked["select"] = _check_select(path, f"{where}.select", p["select"])
         profiles[name] = checked
 
     default = data.get("default_profile")
     if default is not None and default not in profiles:
         raise ConfigError(f"{path}: default_profile {default!r} is not a profile; allowed: "
                           f"{', '.join(profiles) or 'none (no [profiles.*] tables)'}")
+    select = _check_select(path, "select", data["select"]) if "select" in data else ()
     return Spec(path=path, description=data.get("description", ""), default_profile=default,
-                settings=settings, grid=grid, arms=arms, profiles=profiles)
+                settings=settings, grid=grid, arms=arms, profiles=profiles, select=select)
 
 
 def expand_spec(path: str | Path, profile: str | None = None) -> list[RunConfig]:

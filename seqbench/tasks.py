@@ -70,6 +70,11 @@ class Task:
         """The step t* whose loss alone the gradient probe differentiates."""
         raise NotImplementedError
 
+    def lag_range(self, seq_len: int) -> tuple[int, int]:
+        """The shortest and longest lag, in steps, between the input that must be remembered
+        longest and the step where it is read: what ``--seq-len`` means for this task."""
+        raise NotImplementedError
+
     def min_seq_len(self) -> int:
         return 1
 
@@ -141,6 +146,12 @@ class AddingTask(Task):
 
     def min_seq_len(self) -> int:
         return 2
+
+    def lag_range(self, seq_len: int) -> tuple[int, int]:
+        # the first marker, read at T-1: in [0, T//2) for halves, in [0, T-2] for anywhere
+        if self.variant == "halves":
+            return seq_len - seq_len // 2, seq_len - 1
+        return 1, seq_len - 1
 
     def total_steps(self, seq_len: int) -> int:
         return seq_len
@@ -215,6 +226,9 @@ class CopyTask(Task):
     def total_steps(self, seq_len: int) -> int:
         return seq_len + 2 * self.n_copy
 
+    def lag_range(self, seq_len: int) -> tuple[int, int]:
+        return seq_len + self.n_copy, seq_len + self.n_copy  # symbol i at step i, recalled at T+10+i
+
     def readout_steps(self, seq_len: int) -> slice:
         return slice(0, self.total_steps(seq_len))
 
@@ -272,6 +286,9 @@ class DelayedRecallTask(Task):
 
     def total_steps(self, seq_len: int) -> int:
         return seq_len + 1
+
+    def lag_range(self, seq_len: int) -> tuple[int, int]:
+        return seq_len, seq_len
 
     def readout_steps(self, seq_len: int) -> slice:
         return slice(seq_len, seq_len + 1)

@@ -1,9 +1,15 @@
 """The training loop: Adam, gradient clipping, periodic evaluation, the solved criterion.
 
 One run trains a fresh model on an endless stream of sampled batches (the "train" seed stream) and
-evaluates it every ``eval_every`` steps on a fixed held-out set (the "eval" stream). It stops when
-the step budget is spent, when the task is solved (with ``until_solved``), or when the loss becomes
-NaN or infinite: a diverged run is a result (exploding gradients), not a crash.
+evaluates it every ``eval_every`` steps on a fixed **validation** set (the "eval" stream). It stops
+when the step budget is spent, when the validation set is solved (with ``until_solved``), or when
+the loss becomes NaN or infinite: a diverged run is a result (exploding gradients), not a crash.
+
+Three splits, as a reported number must not come from the set that decided when to stop: training
+batches, the validation set (stopping; learning-rate and model selection in the leaderboard) and
+the **test** set (the "test" stream), evaluated once, on the final model. The reported loss,
+accuracy and ``solved`` are the test set's; ``solved_step`` is the first evaluation at which the
+validation set met the criterion (the step training stopped at with ``until_solved``).
 """
 
 from __future__ import annotations
@@ -43,15 +49,18 @@ class CurvePoint:
 @dataclass
 class TrainResult:
     steps_taken: int
-    final: EvalResult
-    solved: bool
-    solved_step: int | None
+    final: EvalResult  # the test set, on the final model
+    solved: bool  # the test set meets the task's criterion (and the run did not diverge)
+    solved_step: int | None  # first validation evaluation that met it (when ``solved``)
     status: str  # ok | diverged | interrupted
     train_seconds: float  # time in training steps only (no evaluation)
     wall_seconds: float
     curve: list[CurvePoint] = field(default_factory=list)
     sequences_seen: int = 0
     model: SequenceModel | None = None
+    val: EvalResult | None = None  # the validation set, on the final model
+    val_solved: bool = False  # the validation set met the criterion at some evaluation
+    still_improving: bool = False  # unsolved, and the validation loss was still falling at the end
 
     @property
     def throughput(self) -> float:
@@ -125,6 +134,7 @@ class Trainer:
         self.train_gen = seeding.generator(cfg.seed, "train")
         self.eval_batch = self.task.sample(T, cfg.eval_size,
                                            seeding.generator(cfg.seed, "eval")).to(device)
+        self._test_batch: Batch | None = None  # sampled when first needed (the end of the run)
         self.step = 0
         self.curve: list[CurvePoint] = []
         self.solved_step: int | None = None
@@ -158,6 +168,14 @@ class Trainer:
         self.elapsed_before = float(state["elapsed_s"])
         self.loss_sum, self.grad_sum, n_since = state["sums"]
         self.n_since = int(n_since)
+
+    def test(self) -> EvalResult:
+        """Loss and accuracy of the model as it is now on the test set (the "test" stream)."""
+        if self._test_batch is None:
+            cfg = self.cfg
+            self._test_batch = self.task.sample(cfg.seq_len, cfg.test_size,
+                                                seeding.generator(cfg.seed, "test")).to(self.device)
+        return evaluate(self.model, self.task, self._test_batch, self.cfg.seq_len)
 
     # -- the loop ---------------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -243,23 +261,30 @@ class Trainer:
             if checkpoint and checkpoint_every and self.step % checkpoint_every == 0:
                 checkpoint(self.state_dict())
 
+        nan = EvalResult(float("nan"), float("nan"))
         if status == "diverged":
-            last = EvalResult(float("nan"), float("nan"))
+            last = test = nan
         elif status == "interrupted":
             if checkpoint:
                 checkpoint(self.state_dict())
             if self.n_since:  # report the metrics so far (not part of the checkpoint)
                 last = evaluate(self.model, self.task, self.eval_batch, cfg.seq_len)
+            test = self.test()
         else:
             if self.n_since:  # steps since the last evaluation (stopped between two)
                 last = self.record()
                 self._emit(on_eval)
             if probe:  # the final step is never probed inside the loop
                 probe(self.step, self.model)
-        solved = self.solved_step is not None and status != "diverged"
+            test = self.test()
+        val_solved = self.solved_step is not None and status != "diverged"
+        solved = val_solved and self.task.solved(test.loss, test.accuracy)
         return TrainResult(
             steps_taken=self.step,
-            final=last,
+            final=test,
+            val=last,
+            val_solved=val_solved,
+            still_improving=status == "ok" and not solved and still_improving(self.curve),
             solved=solved,
             solved_step=self.solved_step if solved else None,
             status=status,
@@ -277,6 +302,27 @@ class Trainer:
     def _last_eval(self) -> EvalResult:
         point = self.curve[-1]
         return EvalResult(point.eval_loss, point.accuracy)
+
+
+#: ``still_improving``: the validation loss of the last evaluations is at least this fraction below
+#: that of the evaluations just before them
+IMPROVING_DROP = 0.05
+
+
+def still_improving(curve: list[CurvePoint]) -> bool:
+    """Was the validation loss still falling when the run ended?
+
+    Compares the mean validation loss of the last tenth of the evaluations (at least 3) with the
+    mean of the tenth before it: a drop of ``IMPROVING_DROP`` (5%) or more says the run was cut
+    off by its budget, not stuck, so "not solved" is a budget limit, not a capability limit. A
+    curve too short for two windows (under 6 evaluations after step 0) says False.
+    """
+    losses = [p.eval_loss for p in curve[1:] if math.isfinite(p.eval_loss)]
+    w = max(3, len(losses) // 10)
+    if len(losses) < 2 * w:
+        return False
+    before, last = losses[-2 * w : -w], losses[-w:]
+    return sum(last) / w <= (1 - IMPROVING_DROP) * sum(before) / w
 
 
 def train(cfg: RunConfig, device: torch.device, on_eval: Callable[[CurvePoint], None] | None = None,

@@ -44,7 +44,7 @@ def test_run_writes_row_folder_and_summary(tmp_path):
     lines = result.output.splitlines()
     assert len(lines) == 1, result.output  # no progress bar when not a terminal
     assert re.fullmatch(
-        rf"adding T=5 lstm/builtin seed 0: not solved in 3 steps, MSE ({NUMBER}) "
+        rf"adding T=5 lstm/builtin seed 0: not solved in 3 steps, test MSE ({NUMBER}) "
         rf"\(({NUMBER})% of baseline\), [0-9.]+s",
         lines[0],
     ), lines[0]
@@ -72,7 +72,9 @@ def test_run_writes_row_folder_and_summary(tmp_path):
     curve = read_csv(run_dir / "curve.csv")
     assert list(curve[0]) == CURVE_COLUMNS
     assert [int(p["step"]) for p in curve] == [0, 2, 3]
-    assert float(curve[-1]["eval_loss"]) == pytest.approx(float(row["final_loss"]))
+    assert float(curve[-1]["eval_loss"]) == pytest.approx(float(row["val_loss"]))  # validation
+    assert row["final_loss"] != row["val_loss"] and row["test_size"] == "1024"  # reported: test
+    assert (row["lag_min"], row["lag_max"]) == ("3", "4") and row["val_solved"] == "False"
 
 
 def test_second_run_appends_a_row_and_a_new_folder(tmp_path):
@@ -80,7 +82,7 @@ def test_second_run_appends_a_row_and_a_new_folder(tmp_path):
         result = invoke(args, tmp_path)
         assert result.exit_code == 0, result.output
     assert re.fullmatch(
-        rf"copy T=5 gru/hand seed 0: not solved in 3 steps, loss ({NUMBER}) \(({NUMBER})% of "
+        rf"copy T=5 gru/hand seed 0: not solved in 3 steps, test loss ({NUMBER}) \(({NUMBER})% of "
         rf"baseline\), accuracy [0-9.]+, [0-9.]+s",
         result.output.strip(),
     ), result.output
@@ -148,6 +150,8 @@ BAD_INPUTS = {
     "zero threads": (["--threads", "0"], ["1"]),
     "unknown device": (["--device", "tpu"], ["auto", "cpu", "cuda"]),
     "unknown option": (["--epochs", "3"], []),
+    "match-params with hidden": (["--match-params", "5000", "--hidden", "32"], ["--hidden"]),
+    "zero test-size": (["--test-size", "0"], ["1"]),
     "non-numeric seq-len": (["--seq-len", "ten"], []),
 }
 

@@ -238,3 +238,19 @@ def test_cli_dry_run_lists_runs_and_writes_nothing(tmp_path):
 def test_cli_unknown_profile(tmp_path):
     result = CliRunner().invoke(cli, ["sweep", str(_write(tmp_path, BASE)), "-p", "x", "-n"])
     assert result.exit_code == 2 and "unknown profile 'x'" in result.output
+
+
+def test_select_names_the_keys_the_leaderboard_tunes(tmp_path):
+    text = ('select = "lr"\n' + BASE.replace("[grid]", "[grid]\nlr = [0.001, 0.01]")
+            + '[profiles.two]\nselect = ["lr", "hidden"]\n')
+    spec = load_spec(_write(tmp_path, text))
+    assert spec.select == ("lr",) and spec.selected() == ("lr",)
+    assert spec.selected("two") == ("lr", "hidden") and spec.selected("small") == ("lr",)
+    assert len(spec.expand()) == 2 * 2 * 3 * 2  # lr is an ordinary grid key for the runs
+
+
+@pytest.mark.parametrize("value,word", [('"seed"', "seed"), ('"epochs"', "epochs"), ("3", "list")])
+def test_select_rejects_what_cannot_be_tuned(tmp_path, value, word):
+    path = _write(tmp_path, f"select = {value}\n" + BASE)
+    with pytest.raises(ConfigError, match=word):
+        load_spec(path)

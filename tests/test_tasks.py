@@ -396,3 +396,35 @@ def test_seq_len_below_minimum_is_rejected(name, minimum):
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+# -- what --seq-len means: the lag range of each task ------------------------------------------------
+
+
+def _sampled_lags(task, T, n=4000):
+    """The lag of the input remembered longest, read off sampled sequences."""
+    batch = task.sample(T, n, torch.Generator().manual_seed(0))
+    if task.name == "adding":  # the first marker, read at the last step
+        first = batch.inputs[:, :, 1].argmax(0)  # argmax returns the first maximum
+        return (batch.inputs.shape[0] - 1 - first).tolist()
+    if task.name == "copy":  # the first symbol (step 0) until its first non-blank target
+        return (batch.targets != task.BLANK).float().argmax(0).tolist()
+    return batch.inputs[:, :, task.CUE].argmax(0).tolist()  # step 0 until the cue
+
+
+@pytest.mark.parametrize("name,variant", [("adding", "halves"), ("adding", "anywhere"),
+                                          ("copy", "arjovsky"), ("delayed_recall", "noisy")])
+@pytest.mark.parametrize("T", [10, 25])
+def test_lag_range_is_what_the_samples_show(name, variant, T):
+    task = make_task(name, variant)
+    lags = _sampled_lags(task, T)
+    lo, hi = task.lag_range(T)
+    assert min(lags) == lo and max(lags) == hi
+
+
+def test_lag_range_values_stated_in_the_readme():
+    assert make_task("adding", "halves").lag_range(100) == (50, 99)
+    assert make_task("adding", "halves").lag_range(25) == (13, 24)
+    assert make_task("adding", "anywhere").lag_range(600) == (1, 599)
+    assert make_task("copy").lag_range(100) == (110, 110)
+    assert make_task("delayed_recall").lag_range(100) == (100, 100)

@@ -43,7 +43,8 @@ def test_lstm_solves_adding_t10():
     # until_solved (the default) stops at the first solved evaluation
     assert result.steps_taken == result.solved_step
     assert result.curve[-1].step == result.solved_step
-    assert result.final.loss < 0.01  # the solved criterion, on the held-out set
+    assert result.val.loss < 0.01  # the stopping criterion, on the validation set
+    assert result.final.loss < 0.01  # and the reported one, on the test set
     assert all(p.eval_loss >= 0.01 for p in result.curve[:-1])
     # a solved model beats the memoryless baseline by far; the untrained one does not
     assert result.curve[0].eval_loss > 0.5 * make_task("adding").baseline_loss(10)
@@ -61,7 +62,8 @@ def test_no_until_solved_trains_to_the_budget():
     assert result.solved and result.solved_step == first.solved_step  # the first solved evaluation
     steps = [p.step for p in result.curve]
     assert steps == list(range(0, budget, cfg.eval_every)) + [budget]
-    assert result.final.loss == result.curve[-1].eval_loss
+    assert result.val.loss == result.curve[-1].eval_loss  # the final model on validation
+    assert result.final.loss != result.val.loss  # the reported number is the test set's
 
 
 def test_steps_zero_only_evaluates():
@@ -69,7 +71,7 @@ def test_steps_zero_only_evaluates():
     assert result.steps_taken == 0 and result.status == "ok"
     assert [p.step for p in result.curve] == [0]
     assert math.isnan(result.curve[0].train_loss) and math.isnan(result.curve[0].grad_norm)
-    assert result.final.loss == result.curve[0].eval_loss
+    assert result.val.loss == result.curve[0].eval_loss
     assert not result.solved
 
 
@@ -157,7 +159,9 @@ def test_builtin_and_hand_runs_agree_to_rounding(cell):
                            b.model.state_dict()["rnn.weight_hh_l0"])
 
 
-def test_evaluation_set_is_fixed_and_independent_of_the_training_stream(monkeypatch):
+@pytest.fixture
+def evaluated(monkeypatch) -> list:
+    """The batches ``train`` evaluates on, in order (validation every eval_every, then test)."""
     seen = []
     real = train_module.evaluate
 
@@ -166,11 +170,16 @@ def test_evaluation_set_is_fixed_and_independent_of_the_training_stream(monkeypa
         return real(model, task, batch, seq_len, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "evaluate", spy)
+    return seen
+
+
+def test_evaluation_set_is_fixed_and_independent_of_the_training_stream(evaluated):
+    seen = evaluated
     cfg = tiny(steps=20, eval_every=5)
     train(cfg, CPU)
-    assert len(seen) == 5  # steps 0, 5, 10, 15, 20
+    assert len(seen) == 6  # validation at steps 0, 5, 10, 15, 20; then the test set once
     first = seen[0]
-    for batch in seen[1:]:
+    for batch in seen[1:5]:
         assert torch.equal(batch.inputs, first.inputs) and torch.equal(batch.targets, first.targets)
     # exactly the "eval" stream's first sample, whatever the training stream does
     expected = make_task("adding").sample(cfg.seq_len, cfg.eval_size, seeding.generator(0, "eval"))
@@ -211,3 +220,85 @@ def test_clip_gradients_clips_global_norm_and_returns_it_unclipped():
     p.grad = torch.tensor([3.0, 4.0, 0.0])
     assert train_module.clip_gradients([p], 0.0) == pytest.approx(5.0)
     assert torch.equal(p.grad, torch.tensor([3.0, 4.0, 0.0]))
+
+
+# -- the protocol: training / validation / test ---------------------------------------------------
+
+
+def test_test_set_is_its_own_stream_and_is_what_is_reported(evaluated):
+    seen, real = evaluated, evaluate
+    cfg = tiny(steps=20, eval_every=10, test_size=96)
+    result = train(cfg, CPU)
+    test_batch = seen[-1]  # the last evaluation is the test set, once, after the curve's last point
+    assert len(seen) == len(result.curve) + 1
+    task = make_task("adding")
+    expected = task.sample(cfg.seq_len, 96, seeding.generator(cfg.seed, "test"))
+    assert torch.equal(test_batch.inputs, expected.inputs)
+    validation = task.sample(cfg.seq_len, 96, seeding.generator(cfg.seed, "eval"))
+    assert not torch.equal(test_batch.inputs, validation.inputs)
+    # the reported metrics are the final model's on that test batch
+    again = real(result.model, task, test_batch, cfg.seq_len)
+    assert result.final.loss == pytest.approx(again.loss, rel=1e-6)
+
+
+def test_solved_needs_the_test_set_too(monkeypatch):
+    """Validation met the criterion (training stops), the test set did not: not solved."""
+    real = train_module.evaluate
+    validations = []
+
+    def fake(model, task, batch, seq_len, *args, **kwargs):
+        r = real(model, task, batch, seq_len, *args, **kwargs)
+        if batch.inputs.shape[1] == 96:  # the test set
+            return train_module.EvalResult(0.5, r.accuracy)
+        validations.append(batch)
+        return train_module.EvalResult(1.0 if len(validations) == 1 else 0.001, r.accuracy)
+
+    monkeypatch.setattr(train_module, "evaluate", fake)
+    result = train(tiny(steps=40, eval_every=10, test_size=96), CPU)
+    assert result.val_solved and result.steps_taken == 10  # stopped by validation at step 10
+    assert not result.solved and result.solved_step is None
+    assert result.final.loss == 0.5
+
+
+def _curve(losses):
+    return [train_module.CurvePoint(step=100 * i, train_loss=0.0, eval_loss=v, accuracy=0.0,
+                                    grad_norm=0.0, elapsed_s=0.0) for i, v in enumerate(losses)]
+
+
+def test_still_improving_reads_the_end_of_the_validation_curve():
+    still = train_module.still_improving
+    assert still(_curve([1.0] + [1.0 - 0.02 * i for i in range(30)]))  # falling steadily
+    assert not still(_curve([1.0] + [0.5] * 30))  # flat: a plateau, not a budget limit
+    assert not still(_curve([1.0] + [0.5 + 0.01 * i for i in range(30)]))  # rising
+    assert not still(_curve([1.0, 0.9, 0.8, 0.7, 0.6]))  # too short to tell
+    # windows are a tenth of the evaluations (at least 3): an early fall does not count
+    assert not still(_curve([1.0] + [1.0 - 0.05 * i for i in range(10)] + [0.5] * 40))
+
+
+# -- equal parameter count -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("target", [5_000, 20_000])
+def test_match_params_picks_the_closest_hidden_size(cell, target):
+    from seqbench.model import count_parameters
+
+    cfg = RunConfig(task="copy", seq_len=10, cell=CellConfig(cell), match_params=target).validate()
+    H = cfg.cell.hidden
+    task = make_task("copy")
+
+    def n(h):
+        return count_parameters(build_model(task, dataclasses.replace(cfg.cell, hidden=h), 0, 10))
+
+    assert abs(n(H) - target) <= min(abs(n(H - 1) - target), abs(n(H + 1) - target))
+    assert abs(n(H) - target) / target < 0.05  # about equal: one hidden unit is a small step here
+    # the same size for every seed and lag: the identity depends on the target, not the draw
+    assert RunConfig(task="copy", seq_len=10, cell=CellConfig(cell), match_params=target,
+                     seed=3).validate().cell.hidden == H
+
+
+def test_match_params_orders_the_cells_by_gates():
+    sizes = {c: RunConfig(cell=CellConfig(c), match_params=50_000).validate().cell.hidden
+             for c in ("rnn", "gru", "lstm")}
+    assert sizes["rnn"] > sizes["gru"] > sizes["lstm"]  # 1, 3 and 4 gate blocks
+    assert sizes["rnn"] == pytest.approx(2 * sizes["lstm"], rel=0.1)  # sqrt(4) at large H

@@ -22,11 +22,16 @@ from seqbench.cli.options import cell_options, device_options, task_options
 @click.option("--steps", type=click.IntRange(min=0), default=10_000, show_default=True,
               help="Training-step budget.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Evaluate on the held-out set every N steps.")
+              help="Evaluate on the validation set every N steps.")
 @click.option("--eval-size", type=click.IntRange(min=1), default=512, show_default=True,
-              help="Held-out sequences.")
+              help="Validation sequences (stopping and selection).")
+@click.option("--test-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Test sequences, evaluated once at the end: the reported result.")
 @click.option("--until-solved/--no-until-solved", default=True, show_default=True,
-              help="Stop at the first evaluation that meets the solved criterion.")
+              help="Stop at the first evaluation where the validation set is solved.")
+@click.option("--match-params", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Choose the hidden size so the model has about N parameters (replaces "
+                   "--hidden); 0 = off.")
 @click.option("--probe-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Gradient-vs-lag probe at step 0, every N steps and at the end, into the "
                    "run folder's grads.csv; 0 = off. Does not change the run.")
@@ -45,7 +50,7 @@ from seqbench.cli.options import cell_options, device_options, task_options
 @config_errors
 def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, init_gain,
         forget_bias, chrono, norm, residual, lr, clip, clip_mode, batch_size, steps, eval_every,
-        eval_size, until_solved, probe_every, seed, device, threads, out, checkpoint_every,
+        eval_size, test_size, until_solved, match_params, probe_every, seed, device, threads, out, checkpoint_every,
         resume_dir, quiet):
     """Train one model on one task and append its result to OUT/runs.csv.
 
@@ -76,6 +81,10 @@ def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, i
             ctx.exit(stop.exit_code)
         click.echo(summary)
         return
+    from click.core import ParameterSource
+
+    if match_params and ctx.get_parameter_source("hidden") == ParameterSource.COMMANDLINE:
+        raise ConfigError("--match-params chooses the hidden size; drop --hidden (or --match-params)")
     if nonlinearity is not None and cell != "rnn":
         raise ConfigError(f"--nonlinearity applies to --cell rnn only, not {cell!r}")
     cell_cfg = CellConfig(cell=cell, impl=impl, hidden=hidden, layers=layers,
@@ -83,7 +92,8 @@ def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, i
                           forget_bias=forget_bias, chrono=chrono, norm=norm, residual=residual)
     cfg = RunConfig(task=task, variant=variant, seq_len=seq_len, cell=cell_cfg, lr=lr, clip=clip,
                     clip_mode=clip_mode, batch_size=batch_size, steps=steps,
-                    eval_every=eval_every, eval_size=eval_size, until_solved=until_solved,
+                    eval_every=eval_every, eval_size=eval_size, test_size=test_size,
+                    until_solved=until_solved, match_params=match_params,
                     probe_every=probe_every, seed=seed, device=device, threads=threads).validate()
     resolve_device(cfg.device)  # fail before anything is written
     try:

@@ -85,5 +85,7 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
                        executor=executor, address=address, retry_failed=retry_failed,
                        gpus_per_run=gpus_per_run, report=None if quiet else click.echo)
     click.echo(result.summary(out), err=True)
+    select = "".join(f" --select {k}" for k in loaded.selected(profile))
+    click.echo(f"leaderboard: seqbench leaderboard --runs {out}/runs.csv{select}", err=True)
     if result.interrupted:
         raise SystemExit(128 + int(result.signal or 2))  # 130 after Ctrl-C, 143 after SIGTERM
