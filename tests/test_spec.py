@@ -64,7 +64,8 @@ def test_shipped_spec_expands_for_every_profile(path):
 def test_shipped_grid_sizes():
     for name in ("adding", "copy", "delayed_recall"):
         quick = expand_spec(TASKS_DIR / f"{name}.toml", "quick")
-        assert len(quick) == 4 * 3 * 3  # T x cells x seeds
+        assert len(quick) == 4 * 3 * 5  # T x cells x seeds
+        assert [c.seed for c in quick[:13]] == [0] * 12 + [1]  # whole seeds first
         assert sorted({c.seq_len for c in quick}) == [10, 25, 50, 100]
         assert max(c.seq_len for c in expand_spec(TASKS_DIR / f"{name}.toml", "full")) == 1000
 
