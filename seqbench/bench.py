@@ -313,7 +313,7 @@ SWEEP_COLUMNS = [
     "git_commit",
 ]
 #: (workers, torch threads per worker): many one-thread processes against one process using every
-#: core (shared/REFERENCES.md section 5: 1.35x measured with two hand-started processes)
+#: core (docs/references.md section 7: 1.35x measured with two hand-started processes)
 SWEEP_LAYOUTS = ((2, 1), (1, 2))
 
 

@@ -30,8 +30,8 @@ pooled (T, B, H) buffer instead of a single reused one and takes all the norms i
 the loop, in the norms' dtype (float64 in seqbench.probe). Forward pass and results are unchanged.
 
 Workspace: on the CPU, large fresh buffers cost more than the arithmetic done in them (the kernel
-maps and zero-fills every page on first touch, about 0.6 ms per MB here; shared/REFERENCES.md
-section 5; seqbench.malloc), so internal (T, B, .) buffers come from a small pool of reusable
+maps and zero-fills every page on first touch, about 0.6 ms per MB here; docs/references.md
+section 7; seqbench.malloc), so internal (T, B, .) buffers come from a small pool of reusable
 blocks (``WORKSPACE``; ``WORKSPACE.clear()`` frees it). Buffers saved for the backward are
 returned to the pool by the backward; a second backward through the same graph
 (``retain_graph=True``) recomputes them from the saved inputs. Tensors handed to the caller

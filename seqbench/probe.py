@@ -4,8 +4,8 @@ The loss L is the task's loss at its query step t* alone (adding: the last step;
 the cue; copy: the first recall step), summed over the probe batch so that each sequence's
 gradient is its own (not divided by the batch size). For every lag k = 0 .. t* we report the batch
 mean and median of the per-sequence norms ||dL/dh_{t*-k}|| (and ||dL/dc_{t*-k}|| for LSTM), for
-every layer. This is the quantity Arjovsky et al. (2016, fig. 4) plotted; see shared/REFERENCES.md
-section 3.
+every layer. This is the quantity Arjovsky et al. (2016, fig. 4) plotted; see docs/references.md
+section 5.
 
 How it is measured:
 

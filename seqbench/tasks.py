@@ -11,7 +11,7 @@ The model reads out only at ``task.readout_steps(T)``; the loss and accuracy are
 ``task.query_step(T)`` is the single step whose loss the gradient probe differentiates, and
 ``task.baseline_loss(T)`` is the analytic loss of the best memoryless predictor.
 
-Conventions follow the papers that defined the tasks (see shared/REFERENCES.md section 1):
+Conventions follow the papers that defined the tasks (see docs/references.md section 1):
 Hochreiter & Schmidhuber 1997, Le, Jaitly & Hinton 2015, Arjovsky, Shah & Bengio 2016, and
 Bai, Kolter & Koltun 2018 (TCN).
 """

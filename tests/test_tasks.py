@@ -1,6 +1,6 @@
 """Task generators: layouts, marker placement, targets, analytic baselines, seeding, accuracy.
 
-Conventions checked against shared/REFERENCES.md section 1 (Hochreiter 1997; Le 2015; Arjovsky 2016;
+Conventions checked against docs/references.md section 1 (Hochreiter 1997; Le 2015; Arjovsky 2016;
 Bai 2018) and the task docstrings in seqbench/tasks.py.
 """
 
@@ -230,7 +230,7 @@ def test_copy_baseline_equals_memoryless_predictor_loss(T):
         loss = task.loss(logits, batch.targets).item()
         assert task.baseline_loss(T) == pytest.approx(10 * math.log(8) / (T + 20), rel=1e-12)
         assert loss == pytest.approx(task.baseline_loss(T), rel=1e-9)
-    # the published table values (REFERENCES.md section 1)
+    # the published table values (docs/references.md section 2)
     published = {100: 0.1733, 1000: 0.0204}
     if T in published:
         assert task.baseline_loss(T) == pytest.approx(published[T], abs=1e-4)
