@@ -6,7 +6,7 @@
              (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, ...), so a
              ``state_dict`` loads into either implementation.
 
-The hand-written layer is written for speed within plain autograd (shared/REFERENCES.md section 5):
+The hand-written layer is written for speed within plain autograd (docs/references.md section 7):
 the input projection of all steps is one matrix product before the loop, the loop walks
 ``unbind(0)`` views (indexing a stacked tensor per step makes the backward pass O(T^2)), and each
 step does one ``addmm`` plus pointwise work.
@@ -55,11 +55,11 @@ class CellConfig:
     hidden: int = 128  # hidden units per layer
     layers: int = 1  # stacked recurrent layers
     nonlinearity: str = "tanh"  # rnn only: tanh | relu (both impls) | leaky_relu | elu | linear (hand)
-    init: str = "default"  # recurrent weights: default | xavier | he | orthogonal | identity
+    init: str = "default"  # default | xavier | he | orthogonal | identity | irnn (rnn + relu)
     init_gain: float = 1.0  # multiplies the recurrent weights after the init scheme
     forget_bias: float | None = None  # lstm: forget-gate bias; None = PyTorch's default init
     chrono: bool = False  # lstm, gru: chrono init of gate biases from the sequence length
-    norm: str = "none"  # none | layer | batch (normalization inside the cell; hand only)
+    norm: str = "none"  # none | layer | layer_split (rnn) | batch | batch_recurrent (hand only)
     residual: bool = False  # layers >= 2: each layer above the first adds its input to its output
 
     def validate(self) -> CellConfig:
@@ -87,6 +87,11 @@ class CellConfig:
             )
         if self.init not in INITS:
             raise ConfigError(f"unknown init {self.init!r}; allowed: {', '.join(INITS)}")
+        if self.init == "irnn" and (self.cell, self.nonlinearity) != ("rnn", "relu"):
+            raise ConfigError(
+                "init 'irnn' (Le et al. 2015) applies to cell 'rnn' with nonlinearity 'relu' only; "
+                "identity recurrent weights for other cells: init 'identity'"
+            )
         if not self.init_gain > 0:
             raise ConfigError(f"init_gain must be > 0, got {self.init_gain}")
         if self.forget_bias is not None and self.cell != "lstm":
@@ -100,6 +105,11 @@ class CellConfig:
         if self.norm != "none" and self.impl == "builtin":
             raise ConfigError(
                 f"norm {self.norm!r} (normalization inside the cell) exists for --impl hand only"
+            )
+        if self.norm == "layer_split" and self.cell != "rnn":
+            raise ConfigError(
+                f"norm 'layer_split' applies to cell 'rnn' only, not {self.cell!r} "
+                "(norm 'layer' of lstm and gru already normalizes the two projections apart)"
             )
         if self.residual and self.layers < 2:
             raise ConfigError(f"residual needs layers >= 2, got layers={self.layers}")

@@ -10,12 +10,11 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from seqbench.cells import CellConfig
-from seqbench.choices import CLIP_MODES, DEVICES
+from seqbench.choices import CLIP_MODES, DEVICES, OPTIMIZERS  # optimizers: train.make_optimizer
 from seqbench.errors import ConfigError
 from seqbench.model import hidden_for_params
 from seqbench.tasks import make_task
 
-OPTIMIZERS = ("adam",)
 
 #: fields that say where and how fast a run executes, not what it computes: not in its identity
 ENVIRONMENT_FIELDS = ("device", "threads")
@@ -29,8 +28,8 @@ class RunConfig:
     variant: str | None = None  # task variant; None = the task's default
     seq_len: int = 100  # the lag T the task is named by (total steps are recorded too)
     cell: CellConfig = field(default_factory=CellConfig)
-    optimizer: str = "adam"
-    lr: float = 1e-3  # Adam learning rate
+    optimizer: str = "adam"  # adam | rmsprop | sgd
+    lr: float = 1e-3  # learning rate of the optimizer
     clip: float = 1.0  # clipping threshold; 0 = off
     clip_mode: str = "norm"  # norm: rescale the global gradient norm (Pascanu 2013) | value: clamp each entry
     batch_size: int = 64  # sequences per training step
@@ -52,7 +51,7 @@ class RunConfig:
         task.check_seq_len(self.seq_len)
         self.cell.validate()
         checks = [
-            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; allowed: adam"),
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.clip >= 0, f"clip must be >= 0 (0 = off), got {self.clip}"),
             (self.clip_mode in CLIP_MODES, f"unknown clip_mode {self.clip_mode!r}; allowed: norm, value"),

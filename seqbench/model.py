@@ -50,7 +50,7 @@ def build_model(task: Task, cell: CellConfig, init_seed: int, seq_len: int | Non
     number of steps of the sequence (the longest dependency it can hold), and by recurrent batch
     normalization, which keeps statistics for each of those steps.
     """
-    if (cell.chrono or cell.norm == "batch") and seq_len is None:
+    if (cell.chrono or cell.norm.startswith("batch")) and seq_len is None:
         raise ValueError("chrono initialization and batch norm need the sequence length")
     max_steps = task.total_steps(seq_len) if seq_len is not None else 1
     with torch.random.fork_rng(devices=[]):

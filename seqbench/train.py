@@ -93,6 +93,17 @@ def evaluate(model: SequenceModel, task: Task, batch: Batch, seq_len: int,
     return EvalResult(loss_sum / n, acc_sum / n)
 
 
+def make_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """adam (PyTorch's defaults), rmsprop (smoothing constant 0.9, the value of Tieleman &
+    Hinton's lecture that Arjovsky et al. 2016 trained with; PyTorch's default is 0.99) or sgd
+    (plain, as in Le et al. 2015)."""
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr)
+
+
 def clip_gradients(params: list[nn.Parameter], clip: float, mode: str = "norm") -> float:
     """Clip the gradients (0 = off) and return their global norm before clipping.
 
@@ -130,7 +141,7 @@ class Trainer:
         init_seed = seeding.derive_seed(cfg.seed, "init")
         self.model = build_model(self.task, cfg.cell, init_seed, T).to(device)
         self.params = list(self.model.parameters())
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.optimizer = make_optimizer(cfg.optimizer, self.params, cfg.lr)
         self.train_gen = seeding.generator(cfg.seed, "train")
         self.eval_batch = self.task.sample(T, cfg.eval_size,
                                            seeding.generator(cfg.seed, "eval")).to(device)
@@ -140,6 +151,7 @@ class Trainer:
         self.solved_step: int | None = None
         self.train_seconds = 0.0
         self.elapsed_before = 0.0  # wall seconds of earlier sessions of a resumed run
+        self._t_start = time.perf_counter()  # reset by run(); set here so state_dict() works before
         self.loss_sum = self.grad_sum = 0.0
         self.n_since = 0
 

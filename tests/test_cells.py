@@ -186,7 +186,7 @@ def _graph_ops(t: torch.Tensor) -> dict[str, int]:
 
 @pytest.mark.parametrize("mode,nonlinearity", CELLS, ids=["rnn-tanh", "rnn-relu", "lstm", "gru"])
 def test_no_per_step_indexing_of_stacked_tensors(mode, nonlinearity, hand_kw):
-    """The O(T^2) trap (REFERENCES.md section 5): ``xp[t]`` inside the loop records one
+    """The O(T^2) trap (docs/references.md section 7): ``xp[t]`` inside the loop records one
     SelectBackward per step, each of whose backward allocates a full-size zero gradient. Views of
     ``unbind`` do not. Select/slice nodes may exist (h0[layer]) but their number must not grow
     with T."""
@@ -218,6 +218,10 @@ def test_no_per_step_indexing_of_stacked_tensors(mode, nonlinearity, hand_kw):
         (dict(hidden=0), "hidden"),
         (dict(layers=0), "layers"),
         (dict(hidden=-3), "hidden"),
+        (dict(impl="hand", norm="group"), "none, layer, layer_split, batch, batch_recurrent"),
+        (dict(init="fancy"), "orthogonal, identity, irnn"),
+        (dict(cell="lstm", impl="hand", norm="layer_split"), "'rnn' only"),
+        (dict(cell="rnn", nonlinearity="tanh", init="irnn"), "'relu'"),
     ],
 )
 def test_cell_config_validate_errors(kwargs, match):
@@ -292,8 +296,8 @@ def test_grad_norms_leave_outputs_unchanged(mode, nonlinearity, layers, hand_kw)
 def test_grad_norms_are_state_gradient_norms(mode, nonlinearity, hand_kw):
     """For a loss on the last output: the recorded norm at the last step is that of dL/dh_T, and
     at an earlier step k that of the gradient of the loss w.r.t. the initial state of the built-in
-    module run on steps k+1..T-1 from the state at k (the chunking identity of REFERENCES.md
-    section 3)."""
+    module run on steps k+1..T-1 from the state at k (the chunking identity of docs/references.md
+    section 5)."""
     T, layers = 15, 1
     dtype = torch.float64
     ref, hand = pair(mode, nonlinearity, layers, dtype, seed=3, hand_kw=hand_kw)

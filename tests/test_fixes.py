@@ -81,6 +81,8 @@ def test_chrono_init_from_the_sequence_length():
 @pytest.mark.parametrize("options", [
     {"cell": "rnn", "init": "xavier"}, {"cell": "rnn", "init": "he", "nonlinearity": "relu"},
     {"cell": "rnn", "init": "identity", "nonlinearity": "relu"},
+    {"cell": "rnn", "init": "irnn", "nonlinearity": "relu", "layers": 2},
+    {"cell": "rnn", "init": "irnn", "nonlinearity": "relu", "init_gain": 0.9},
     {"cell": "rnn", "init": "orthogonal", "init_gain": 0.9},
     {"cell": "lstm", "forget_bias": 2.0}, {"cell": "lstm", "chrono": True},
     {"cell": "gru", "chrono": True, "init": "orthogonal"},
@@ -199,3 +201,194 @@ def test_run_records_every_option(tmp_path):
     assert (row["norm"], row["init"], row["init_gain"], row["forget_bias"]) == (
         "layer", "orthogonal", 0.9, 1.0)
     assert bool(row["residual"]) and row["clip_mode"] == "value" and row["clip"] == 0.5
+
+
+# -- fidelity of the remedies to their papers ---------------------------------------------------
+
+
+def _randomize_norm_params(rnn, seed=1):
+    """Gains and shifts away from 1 and 0, so that a reference that ignores them would fail."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in rnn.named_parameters():
+            if name.startswith("ln_"):
+                p.copy_(torch.rand(p.shape, generator=gen) + 0.5 if "weight" in name
+                        else torch.randn(p.shape, generator=gen) * 0.3)
+
+
+def test_layer_norm_rnn_normalizes_the_summed_preactivation_once():
+    """Ba et al. 2016, eq. 4: with f the identity and b = 0, h_t = LN(W_hh h_{t-1} + W_ih x_t):
+    zero mean and unit variance over the hidden units of the *sum*, which normalizing the two
+    projections apart (layer_split) does not give."""
+    x = torch.randn(6, 5, 4, dtype=torch.float64)
+    outs = {}
+    for norm in ("layer", "layer_split"):
+        torch.manual_seed(0)
+        rnn = NormRNN("rnn", 4, H, nonlinearity="linear", norm=norm).double()
+        with torch.no_grad():
+            rnn.bias_ih_l0.zero_()
+            rnn.bias_hh_l0.zero_()
+        outs[norm] = rnn(x)[0]
+        if norm == "layer":
+            assert [n for n, _ in rnn.named_parameters() if n.startswith("ln_")] == ["ln_a_weight_l0"]
+            h_prev = torch.cat([torch.zeros(1, 5, H, dtype=x.dtype), outs[norm][:-1]])
+            a = x @ rnn.weight_ih_l0.t() + h_prev @ rnn.weight_hh_l0.t()
+            assert torch.allclose(outs[norm], torch.nn.functional.layer_norm(a, (H,), eps=1e-5),
+                                  atol=1e-10)
+    h = outs["layer"]
+    assert torch.allclose(h.mean(-1), torch.zeros(6, 5, dtype=h.dtype), atol=1e-12)
+    assert torch.allclose(h.var(-1, unbiased=False), torch.ones(6, 5, dtype=h.dtype), atol=1e-3)
+    split_var = outs["layer_split"][1:].var(-1, unbiased=False)  # steps with both terms nonzero
+    assert split_var.mean() > 1.3  # two normalized terms summed: variance ~2 on average, not 1
+
+
+def test_layer_norm_rnn_gain_and_shift_are_eq4s():
+    torch.manual_seed(0)
+    rnn = NormRNN("rnn", 4, H, nonlinearity="relu", norm="layer").double()
+    _randomize_norm_params(rnn)
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    out = rnn(x)[0]
+    h = torch.zeros(3, H, dtype=x.dtype)
+    for t in range(5):
+        a = x[t] @ rnn.weight_ih_l0.t() + h @ rnn.weight_hh_l0.t()
+        normed = (a - a.mean(-1, keepdim=True)) / torch.sqrt(a.var(-1, unbiased=False,
+                                                                 keepdim=True) + 1e-5)
+        h = torch.relu(rnn.ln_a_weight_l0 * normed + rnn.bias_ih_l0 + rnn.bias_hh_l0)
+        assert torch.allclose(out[t], h, atol=1e-12)
+
+
+def _ln(v, gain, shift):
+    return torch.nn.functional.layer_norm(v, v.shape[-1:], gain, shift, eps=1e-5)
+
+
+def test_layer_norm_lstm_is_the_supplementary_ln_lstm():
+    """(i, f, g, o) = LN(W_hh h; a1, b1) + LN(W_ih x; a2, b2) + b, h = o tanh(LN(c; a3, b3))."""
+    torch.manual_seed(0)
+    rnn = NormRNN("lstm", 4, H, norm="layer").double()
+    _randomize_norm_params(rnn)
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    out = rnn(x)[0]
+    h = c = torch.zeros(3, H, dtype=x.dtype)
+    p = dict(rnn.named_parameters())
+    for t in range(5):
+        gates = (_ln(h @ p["weight_hh_l0"].t(), p["ln_hh_weight_l0"], p["ln_hh_bias_l0"])
+                 + _ln(x[t] @ p["weight_ih_l0"].t(), p["ln_ih_weight_l0"], p["ln_ih_bias_l0"])
+                 + p["bias_ih_l0"] + p["bias_hh_l0"])
+        i, f, g, o = gates.chunk(4, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(_ln(c, p["ln_c_weight_l0"], p["ln_c_bias_l0"]))
+        assert torch.allclose(out[t], h, atol=1e-12)
+
+
+def test_layer_norm_gru_normalizes_gates_and_candidate_apart():
+    """Supplementary LN-GRU: per projection, LN over the (r, z) units together and over the
+    candidate's n units on their own."""
+    torch.manual_seed(0)
+    rnn = NormRNN("gru", 4, H, norm="layer").double()
+    _randomize_norm_params(rnn)
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    out = rnn(x)[0]
+    h = torch.zeros(3, H, dtype=x.dtype)
+    p = dict(rnn.named_parameters())
+
+    def proj(v, part):
+        gain, shift = p[f"ln_{part}_weight_l0"], p[f"ln_{part}_bias_l0"]
+        gates, cand = v.split([2 * H, H], -1)
+        return (_ln(gates, gain[: 2 * H], shift[: 2 * H]), _ln(cand, gain[2 * H :], shift[2 * H :]))
+
+    for t in range(5):
+        (x_rz, x_n), (h_rz, h_n) = proj(x[t] @ p["weight_ih_l0"].t(), "ih"), proj(
+            h @ p["weight_hh_l0"].t(), "hh")
+        b_ih, b_hh = p["bias_ih_l0"], p["bias_hh_l0"]
+        r, z = torch.sigmoid(x_rz + h_rz + b_ih[: 2 * H] + b_hh[: 2 * H]).chunk(2, -1)
+        n = torch.tanh(x_n + b_ih[2 * H :] + r * (h_n + b_hh[2 * H :]))
+        h = (1 - z) * n + z * h
+        assert torch.allclose(out[t], h, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_batch_recurrent_lets_a_batch_constant_input_reach_the_state(cell):
+    """The delayed-recall cue is the same one-hot vector for every sequence: plain recurrent batch
+    norm subtracts its batch mean and erases it; batch_recurrent (recurrent term only) does not."""
+    task, T = make_task("delayed_recall"), 12
+    x = task.sample(T, 64, seeding.generator(0, "train")).inputs
+    assert torch.equal(x[T], x[T, :1].expand_as(x[T]))  # the cue step is batch-constant
+    no_cue = x.clone()
+    no_cue[T] = 0
+    effect = {}
+    for norm in ("batch", "batch_recurrent"):
+        torch.manual_seed(0)
+        rnn = NormRNN(cell, task.input_size, H, norm=norm, max_steps=T + 1).train()
+        effect[norm] = (rnn(x)[0][T] - rnn(no_cue)[0][T]).abs().mean().item()
+    assert effect["batch"] < 1e-5  # erased (measured 2e-8 to 5e-7, float32 rounding)
+    assert effect["batch_recurrent"] > 0.01  # reaches h_T (measured 0.03-0.11; |h_T| ~0.1-0.3)
+
+
+def test_batch_recurrent_normalizes_the_recurrent_term_only():
+    rnn = _norm_rnn("batch_recurrent")
+    names = {n for n, _ in rnn.named_parameters() if n.startswith("bn_")}
+    buffers = {n for n, _ in rnn.named_buffers()}
+    assert names == {"bn_hh_weight_l0"} and torch.all(rnn.bn_hh_weight_l0 == BN_GAIN_INIT)
+    assert buffers == {"bn_hh_mean_l0", "bn_hh_var_l0"}
+
+
+def test_irnn_init_is_le_2015s_recipe():
+    """Identity W_hh, zero biases, every non-recurrent weight from N(0, 0.001^2) (Le et al. 2015,
+    section 4: standard deviation 0.001)."""
+    big = 128
+    m = build_model(make_task("adding"), CellConfig(cell="rnn", impl="builtin", hidden=big,
+                                                    layers=2, nonlinearity="relu", init="irnn"),
+                    0, 10)
+    for layer in range(2):
+        assert torch.equal(getattr(m.rnn, f"weight_hh_l{layer}"), torch.eye(big))
+        assert not getattr(m.rnn, f"bias_ih_l{layer}").any()
+        assert not getattr(m.rnn, f"bias_hh_l{layer}").any()
+        w_ih = getattr(m.rnn, f"weight_ih_l{layer}")
+        assert w_ih.std().item() == pytest.approx(1e-3, rel=0.10)
+        assert abs(w_ih.mean().item()) < 3e-3 / math.sqrt(w_ih.numel())
+    assert m.rnn.weight_ih_l1.std().item() == pytest.approx(1e-3, rel=0.03)  # 16,384 draws
+
+
+def test_identity_init_keeps_pytorchs_input_weights():
+    plain = model("rnn", nonlinearity="relu").rnn
+    ident = model("rnn", nonlinearity="relu", init="identity").rnn
+    assert torch.equal(plain.weight_ih_l0, ident.weight_ih_l0)
+
+
+def test_spectral_radius_of_the_recurrent_inits_at_h128():
+    """He's std sqrt(2/H) starts a tanh RNN with spectral radius ~1.45 (circular law: sqrt(2));
+    orthogonal is exactly 1, Xavier (variance 1/H) about 1, PyTorch's default about 0.6."""
+    big, task = 128, make_task("adding")
+
+    def radius(init):
+        m = build_model(task, CellConfig(cell="rnn", impl="hand", hidden=big, init=init), 0, 10)
+        eig = torch.linalg.eigvals(m.rnn.weight_hh_l0.detach().double())
+        return eig.abs().max().item(), eig.abs().min().item()
+
+    he, _ = radius("he")
+    assert he > 1.3
+    ortho_max, ortho_min = radius("orthogonal")
+    assert ortho_max == pytest.approx(1.0, abs=1e-5) and ortho_min == pytest.approx(1.0, abs=1e-5)
+    xavier, _ = radius("xavier")
+    assert 0.9 < xavier < 1.2
+    default, _ = radius("default")
+    assert default < 0.7
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"cell": "rnn", "init": "irnn"}, "nonlinearity 'relu'"),
+    ({"cell": "lstm", "init": "irnn"}, "cell 'rnn'"),
+    ({"cell": "gru", "impl": "hand", "norm": "layer_split"}, "rnn' only"),
+    ({"cell": "rnn", "impl": "builtin", "norm": "batch_recurrent"}, "hand only"),
+])
+def test_new_options_reject_what_they_cannot_express(options, message):
+    with pytest.raises(ConfigError, match=message):
+        CellConfig(**options).validate()
+
+
+@pytest.mark.parametrize("norm", ["layer", "layer_split", "batch_recurrent"])
+def test_new_norms_train_through_the_cli(tmp_path, norm):
+    args = ["run", "--task", "delayed_recall", "--seq-len", "6", "--cell", "rnn", "--impl", "hand",
+            "--hidden", "8", "--norm", norm, "--steps", "2", "--out", str(tmp_path), "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output

@@ -76,7 +76,10 @@ def test_fixes_spec_arms():
     configs = expand_spec(path, "quick")
     labels = {c.label for c in configs}
     assert {"rnn_tanh", "lstm", "gru", "lstm_fb1", "irnn"} <= labels
-    assert len(configs) == len(labels) * 2 * 3  # arms x tasks x seeds (one lag)
+    assert len(configs) == len(labels) * 2 * 3 * 5  # arms x tasks x learning rates x seeds (one lag)
+    assert load_spec(path).selected("quick") == ("lr",)  # the rate is chosen per arm on validation
+    irnn = next(c for c in configs if c.label == "irnn")
+    assert irnn.cell.init == "irnn" and irnn.cell.nonlinearity == "relu"  # Le 2015's recipe
     reference = next(c for c in configs if c.label == "rnn_tanh")
     assert reference.cell.cell == "rnn" and reference.cell.nonlinearity == "tanh"
     fb1 = next(c for c in configs if c.label == "lstm_fb1")

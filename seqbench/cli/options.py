@@ -50,7 +50,9 @@ def cell_options(multiple: bool):
             help="Activation of the rnn cell [default: tanh]; builtin allows tanh and relu" + many
                  + "."),
         opt("--init", type=click.Choice(INITS), default="default", show_default=True,
-            help=f"Recurrent-weight initialization (identity also zeroes the recurrent biases){many}."),
+            help="Recurrent-weight initialization (identity also zeroes the biases; irnn: "
+                 "Le 2015's ReLU RNN, identity W_hh, zero biases, input weights N(0, 0.001^2))"
+                 f"{many}."),
         opt("--init-gain", type=click.FloatRange(min=0, min_open=True), default=1.0,
             show_default=True, help=f"Multiplies the recurrent weights after --init{many}."),
         opt("--forget-bias", type=float, default=None,
@@ -58,7 +60,9 @@ def cell_options(multiple: bool):
         click.option("--chrono", is_flag=True,
                      help="Chrono initialization of LSTM/GRU gate biases, T_max = sequence steps."),
         opt("--norm", type=click.Choice(NORMS), default="none", show_default=True,
-            help=f"Normalization inside the cell (hand only): layer or recurrent batch norm{many}."),
+            help="Normalization inside the cell (hand only): layer (Ba 2016), layer_split (rnn; "
+                 "each projection apart, not the paper's), batch (Cooijmans 2017), "
+                 f"batch_recurrent (recurrent term only){many}."),
         click.option("--residual", is_flag=True,
                      help="Residual connections between stacked layers (needs --layers >= 2)."),
     ])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from seqbench.choices import CLIP_MODES
+from seqbench.choices import CLIP_MODES, OPTIMIZERS
 from seqbench.cli import cli, config_errors, options_given
 from seqbench.cli.options import cell_options, device_options, task_options
 
@@ -12,8 +12,10 @@ from seqbench.cli.options import cell_options, device_options, task_options
 @cli.command()
 @task_options
 @cell_options(multiple=False)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True,
+              help="adam; rmsprop (decay 0.9, Arjovsky 2016); sgd (plain, Le 2015).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
-              help="Adam learning rate.")
+              help="Learning rate.")
 @click.option("--clip", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Gradient clipping threshold; 0 turns it off.")
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default="norm", show_default=True,
@@ -49,7 +51,7 @@ from seqbench.cli.options import cell_options, device_options, task_options
 @click.pass_context
 @config_errors
 def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, init_gain,
-        forget_bias, chrono, norm, residual, lr, clip, clip_mode, batch_size, steps, eval_every,
+        forget_bias, chrono, norm, residual, optimizer, lr, clip, clip_mode, batch_size, steps, eval_every,
         eval_size, test_size, until_solved, match_params, probe_every, seed, device, threads, out, checkpoint_every,
         resume_dir, quiet):
     """Train one model on one task and append its result to OUT/runs.csv.
@@ -90,7 +92,8 @@ def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, i
     cell_cfg = CellConfig(cell=cell, impl=impl, hidden=hidden, layers=layers,
                           nonlinearity=nonlinearity or "tanh", init=init, init_gain=init_gain,
                           forget_bias=forget_bias, chrono=chrono, norm=norm, residual=residual)
-    cfg = RunConfig(task=task, variant=variant, seq_len=seq_len, cell=cell_cfg, lr=lr, clip=clip,
+    cfg = RunConfig(task=task, variant=variant, seq_len=seq_len, cell=cell_cfg,
+                    optimizer=optimizer, lr=lr, clip=clip,
                     clip_mode=clip_mode, batch_size=batch_size, steps=steps,
                     eval_every=eval_every, eval_size=eval_size, test_size=test_size,
                     until_solved=until_solved, match_params=match_params,
