@@ -56,7 +56,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TOP_KEYS = ("description", "default_profile", "select", "settings", "grid", "arms", "profiles")
+TOP_KEYS = ("description", "default_profile", "select", "settings", "grid", "arms", "profiles",
+            "published")
+#: keys of a ``[published.<arm>]`` table: a published result an arm reproduces (seqbench.published)
+PUBLISHED_KEYS = {"paper": str, "title": str, "source": str, "metric": str, "value": float,
+                  "outcome": str, "setting": str, "differences": str, "verified": bool}
+PUBLISHED_METRICS = ("test_loss", "outcome")
+OUTCOMES = ("solved", "partial", "baseline")
 PROFILE_KEYS = ("description", "select", "settings", "grid", "arms")
 #: RunConfig fields that are not flat spec keys: ``cell`` is the CellConfig (its fields are keys)
 _NESTED = ("cell",)
@@ -138,6 +144,7 @@ class Spec:
     arms: list | None = None
     profiles: dict = field(default_factory=dict)
     select: tuple[str, ...] = ()  # keys tuned per arm on validation (a profile may replace them)
+    published: dict = field(default_factory=dict)  # arm name -> its published result
 
     def selected(self, profile: str | None = None) -> tuple[str, ...]:
         """The keys the leaderboard selects over for ``profile`` (or the default profile)."""
@@ -294,6 +301,43 @@ def _check_select(path: Path, where: str, value) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _check_published(path: Path, table, arm_names: set[str]) -> dict:
+    """``[published.<arm>]`` tables: each names an arm and what a paper reported for it."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: published must be tables: [published.<arm name>]")
+    out = {}
+    for name, entry in table.items():
+        where = f"published.{name}"
+        if name not in arm_names:
+            raise ConfigError(f"{path}: {where}: no arm named {name!r}; arms: "
+                              f"{', '.join(sorted(arm_names)) or 'none'}")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: {where} must be a table of {', '.join(PUBLISHED_KEYS)}")
+        for key, value in entry.items():
+            kind = PUBLISHED_KEYS.get(key)
+            if kind is None:
+                raise ConfigError(f"{path}: {where}.{key}: unknown key; allowed: "
+                                  f"{', '.join(PUBLISHED_KEYS)}")
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+                  else isinstance(value, kind))
+            if not ok:
+                raise ConfigError(f"{path}: {where}.{key} must be {_TYPE_WORDS[kind]}, got {value!r}")
+        for key in ("paper", "source", "metric", "outcome"):
+            if key not in entry:
+                raise ConfigError(f"{path}: {where}.{key} is missing; give paper, source, metric "
+                                  "and outcome (and value for metric test_loss)")
+        if entry["metric"] not in PUBLISHED_METRICS:
+            raise ConfigError(f"{path}: {where}.metric: unknown {entry['metric']!r}; allowed: "
+                              f"{', '.join(PUBLISHED_METRICS)}")
+        if entry["outcome"] not in OUTCOMES:
+            raise ConfigError(f"{path}: {where}.outcome: unknown {entry['outcome']!r}; allowed: "
+                              f"{', '.join(OUTCOMES)}")
+        if entry["metric"] == "test_loss" and "value" not in entry:
+            raise ConfigError(f"{path}: {where}.value is missing (metric test_loss needs the number)")
+        out[name] = {**entry, **({"value": float(entry["value"])} if "value" in entry else {})}
+    return out
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read and check a spec file: every key, type and profile (runs are checked by ``expand``)."""
     path = Path(path)
@@ -355,8 +399,12 @@ def load_spec(path: str | Path) -> Spec:
         raise ConfigError(f"{path}: default_profile {default!r} is not a profile; allowed: "
                           f"{', '.join(profiles) or 'none (no [profiles.*] tables)'}")
     select = _check_select(path, "select", data["select"]) if "select" in data else ()
+    arm_names = {a["name"] for a in arms or []}
+    arm_names |= {a["name"] for p in profiles.values() for a in p.get("arms", [])}
+    published = _check_published(path, data["published"], arm_names) if "published" in data else {}
     return Spec(path=path, description=data.get("description", ""), default_profile=default,
-                settings=settings, grid=grid, arms=arms, profiles=profiles, select=select)
+                settings=settings, grid=grid, arms=arms, profiles=profiles, select=select,
+                published=published)
 
 
 def expand_spec(path: str | Path, profile: str | None = None) -> list[RunConfig]:
