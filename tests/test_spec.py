@@ -3,6 +3,7 @@ file and the key; grids, arms and profiles expand to the expected runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -42,7 +43,11 @@ def test_the_four_specs_are_shipped():
                                          "fixes.toml"}
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+#: the specs with a quick (CPU) and a full (GPU) profile; long.toml and papers.toml have their own
+QUICK_FULL = [p for p in SHIPPED if p.name not in ("long.toml", "papers.toml")]
+
+
+@pytest.mark.parametrize("path", QUICK_FULL, ids=lambda p: p.name)
 def test_shipped_spec_expands_for_every_profile(path):
     _skip_if_fields_missing(path)
     spec = load_spec(path)
@@ -59,6 +64,24 @@ def test_shipped_spec_expands_for_every_profile(path):
     assert all(c.cell.hidden == 128 for c in full)
     assert len({c.seed for c in full}) >= 5
     assert len({c.seed for c in quick}) >= 2
+
+
+def test_long_spec_reaches_the_lags_the_papers_quote():
+    spec = load_spec(TASKS_DIR / "long.toml")
+    cpu, gpu = spec.expand("cpu"), spec.expand("gpu")
+    assert spec.default_profile == "cpu"
+    assert {100, 200, 500, 1000} <= {c.seq_len for c in cpu} and max(c.seq_len for c in gpu) == 5000
+    assert {c.task for c in gpu} == {"adding", "copy", "delayed_recall"}
+    assert len({c.seed for c in cpu}) >= 3 and len({c.seed for c in gpu}) >= 5
+    labels = {c.label for c in cpu}
+    assert {"lstm", "lstm_chrono", "gru_chrono", "irnn", "rnn_orthogonal", "rnn_tanh"} <= labels
+    # the default LSTM at T=500 is the user's command (seqbench run --task adding --cell lstm
+    # --seq-len 500) apart from the spec's label and the probe, which does not change the run
+    lstm500 = next(c for c in cpu if c.label == "lstm" and c.seq_len == 500)
+    from seqbench.config import RunConfig
+
+    default = RunConfig(task="adding", seq_len=500).validate()
+    assert dataclasses.replace(lstm500, label="", probe_every=0, seed=0) == default
 
 
 def test_shipped_grid_sizes():
