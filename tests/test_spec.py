@@ -82,6 +82,10 @@ def test_long_spec_reaches_the_lags_the_papers_quote():
 
     default = RunConfig(task="adding", seq_len=500).validate()
     assert dataclasses.replace(lstm500, label="", probe_every=0, seed=0) == default
+    # cpu_t500 is a subset of cpu: its runs count for both
+    subset = spec.expand("cpu_t500")
+    assert {c.config_id() for c in subset} <= {c.config_id() for c in cpu}
+    assert {c.label for c in subset} == {"lstm", "lstm_chrono"} and len(subset) == 6
 
 
 def test_shipped_grid_sizes():
