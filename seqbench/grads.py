@@ -19,7 +19,7 @@ import torch
 from seqbench import seeding
 from seqbench.cells import CellConfig, options_label
 from seqbench.model import SequenceModel, build_model
-from seqbench.probe import UNDERFLOW, LagCurve, decay_factor, probe
+from seqbench.probe import UNDERFLOW, LagCurve, decay_factor, horizon_bracket, probe
 from seqbench.provenance import environment
 from seqbench.results import CELL_COLUMNS, append_rows
 from seqbench.tasks import Batch, Task, make_task
@@ -28,7 +28,9 @@ GRADS_COLUMNS = [
     "probe_id", "run_id", "task", "variant", "seq_len", "total_steps", "query_step",
     *CELL_COLUMNS, "seed", "step", "probe_batch",
     "layer", "lag", "grad_norm", "grad_norm_median", "cell_grad_norm", "cell_grad_norm_median",
-    "underflow", "decay_factor", "horizon", "cell_decay_factor",
+    "underflow", "decay_factor", "horizon",
+    "horizon_min",  # the horizon lies in [horizon_min, horizon]: the probe's lag grid (probe.py)
+    "cell_decay_factor",
     "device", "torch_version", "seqbench_version", "git_commit",
     "label",  # the spec's name for the comparison arm (RunConfig.label); "" = none
 ]
@@ -75,11 +77,12 @@ class ProbeSetup:
         }
         rows = []
         for curve in curves:
-            horizon = curve.horizon()
+            bracket = horizon_bracket(curve.lags, curve.grad_norm)
             summary = {
                 "layer": curve.layer,
                 "decay_factor": curve.decay_factor(),
-                "horizon": "" if horizon is None else horizon,
+                "horizon": "" if bracket is None else bracket[1],
+                "horizon_min": "" if bracket is None else bracket[0],
                 "cell_decay_factor": (decay_factor(curve.lags, curve.cell_grad_norm)
                                       if curve.cell_grad_norm is not None else None),
             }
@@ -203,7 +206,18 @@ def series_name(row: dict) -> str:
 
 def summarize(rows: pd.DataFrame, top_layer_only: bool = True) -> pd.DataFrame:
     """One line per (task, T, series, impl, step): the mean over seeds of the decay factor, the
-    horizon, and the norm at a few lags relative to lag 0."""
+    horizon, and the norm at a few lags relative to lag 0.
+
+    The horizon is censored data: a seed whose gradient never fell below 1e-6 of its lag-0 value
+    within the lags measured has no horizon, only "more than its largest lag". So the summary
+    counts the seeds that reached one (``horizon_reached``, of ``seeds``), averages the horizon
+    over those only (``horizon_mean_reached``), and gives the Kaplan-Meier median over all seeds
+    with the others censored at their largest lag (``horizon_km_median``; empty when fewer than
+    half reached it). ``horizon_exact`` is false when some seed's horizon is known only to a
+    bracket of the probe's lag grid (the built-in modules' probe: ``horizon_min`` < ``horizon``).
+    """
+    from seqbench.stats import km_median
+
     df = rows.copy()
     if top_layer_only:
         df = df[df["layer"] == df["layers"] - 1]
@@ -212,11 +226,26 @@ def summarize(rows: pd.DataFrame, top_layer_only: bool = True) -> pd.DataFrame:
     by_lag = df.sort_values(["probe_id", "layer", "lag"], kind="stable")
     lag0 = by_lag.groupby(["probe_id", "layer"])["grad_norm"].transform("first")
     df["ratio"] = df["grad_norm"] / lag0.reindex(df.index)  # rows keep their order
+    df["horizon"] = pd.to_numeric(df["horizon"], errors="coerce")
+    low = pd.to_numeric(df["horizon_min"], errors="coerce") if "horizon_min" in df else df["horizon"]
+    df["horizon_min"] = low
     out = df.groupby(keys, sort=False).agg(
         seeds=("seed", "nunique"),
         decay_factor=("decay_factor", "mean"),
-        horizon=("horizon", lambda h: pd.to_numeric(h, errors="coerce").mean()),
     )
+    # one horizon per probe (curve): reached or censored at the largest lag measured
+    curves = df.groupby(keys + ["probe_id"], sort=False).agg(
+        horizon=("horizon", "first"), horizon_min=("horizon_min", "first"),
+        max_lag=("lag", "max")).reset_index()
+    curves["reached"] = curves["horizon"].notna()
+    curves["time"] = curves["horizon"].where(curves["reached"], curves["max_lag"])
+    grouped = curves.groupby(keys, sort=False)
+    out["horizon_reached"] = grouped["reached"].sum().astype(int)
+    out["horizon_mean_reached"] = grouped["horizon"].mean()
+    out["horizon_km_median"] = grouped.apply(
+        lambda g: km_median(g["time"].to_numpy(), g["reached"].to_numpy()), include_groups=False)
+    out["horizon_exact"] = grouped.apply(
+        lambda g: bool((g["horizon_min"] == g["horizon"])[g["reached"]].all()), include_groups=False)
     max_lag = int(df["lag"].max()) if len(df) else 0
     for lag in [k for k in SUMMARY_LAGS if k <= max_lag] + [max_lag]:
         at = df[df["lag"] == lag].groupby(keys, sort=False)["ratio"].mean()

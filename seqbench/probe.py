@@ -80,6 +80,20 @@ def decay_factor(lags: np.ndarray, norms: np.ndarray) -> float:
     return float(math.exp(slope))
 
 
+def horizon_bracket(lags: np.ndarray, norms: np.ndarray) -> tuple[int, int] | None:
+    """(lo, hi): the first norm below HORIZON_FRACTION x the lag-0 norm is at a lag in [lo, hi].
+
+    hi is the gradient horizon; lo is one past the measured lag before it. A probe that measures
+    every lag (the hand cells) gives lo == hi; the built-in modules' probe measures about 32
+    log-spaced lags, so its horizon is only known to lie in the bracket. None if never below."""
+    hi = gradient_horizon(lags, norms)
+    if hi is None:
+        return None
+    lags = np.asarray(lags)
+    before = lags[lags < hi]
+    return (int(before.max()) + 1 if len(before) else hi), hi
+
+
 def gradient_horizon(lags: np.ndarray, norms: np.ndarray) -> int | None:
     """Smallest lag whose norm is below HORIZON_FRACTION x the lag-0 norm; None if none is."""
     lags = np.asarray(lags)

@@ -159,3 +159,34 @@ def test_cli_plot_errors_are_one_line(runs_csv, tmp_path):
 def test_output_path():
     assert output_path("a/b").name == "b.png"
     assert output_path("x.PDF").suffix == ".PDF"
+
+
+def test_solved_figure_is_one_minus_kaplan_meier(tmp_path):
+    """Per task and T, one step line per configuration; unsolved runs censored at their budget."""
+    from seqbench.plots.runs import solved_figure
+
+    path = tmp_path / "runs.csv"
+    data = [{**BASE, "task": "adding", "cell": "lstm", "seq_len": 10, "seed": s, "label": "",
+             "config_id": f"l{s}", "loss_ratio": 0.01 if step else 0.9, "solved": bool(step),
+             "solved_step": step, "step_budget": 1000}
+            for s, step in enumerate([200, 400, None, None])]
+    data.append({**data[0], "cell": "rnn", "config_id": "r0", "seed": 0, "solved": False,
+                 "solved_step": None, "status": "diverged", "loss_ratio": None})
+    append_rows(path, data, RUN_COLUMNS)
+    fig = solved_figure(path)
+    check(fig, tmp_path)
+    (ax,) = fig.axes
+    assert "T=10" in ax.get_title() and "step" in ax.get_xlabel() and "Kaplan" in ax.get_ylabel()
+    lstm = next(line for line in ax.get_lines() if line.get_label().startswith("lstm"))
+    assert lstm.get_label() == "lstm (2/4 solved)"
+    assert list(lstm.get_xdata()) == [0, 200, 400, 1000]
+    assert list(lstm.get_ydata()) == pytest.approx([0, 0.25, 0.5, 0.5])
+    assert to_hex(lstm.get_color()) == CELL_COLORS["lstm"]
+    marks = [line for line in ax.get_lines() if line.get_marker() == "|" and len(line.get_xdata())]
+    assert sorted(float(m.get_xdata()[0]) for m in marks) == [1000, 1000]  # lstm and the diverged rnn
+
+    result = CliRunner().invoke(cli, ["plot", "solved", str(path), "-o", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "s.png").read_bytes()[:8] == PNG
+    result = CliRunner().invoke(cli, ["plot", "solved", str(path), "--task", "copy"])
+    assert result.exit_code == 2 and result.output.startswith("Error: no runs of task 'copy'")

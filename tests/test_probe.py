@@ -17,6 +17,7 @@ from seqbench.probe import (
     builtin_lags,
     decay_factor,
     gradient_horizon,
+    horizon_bracket,
     probe,
     probe_builtin,
     probe_hand,
@@ -182,3 +183,40 @@ def test_decay_figure_by_family_draws_the_reference_in_every_panel():
                                                  "training options"]
     for ax in panels:  # the shortest-named plain tanh RNN is the reference, in every legend
         assert any(t.get_text().startswith("rnn_tanh:") for t in ax.get_legend().get_texts())
+
+
+def test_horizon_bracket_is_exact_on_every_lag_and_a_bracket_on_a_coarse_grid():
+    every = np.arange(10)
+    norms = 0.1 ** every.astype(float)  # 1e-6 of lag 0 first undershot at lag 7
+    assert horizon_bracket(every, norms) == (7, 7)
+    coarse = np.array([0, 1, 2, 4, 8])  # what a log-spaced grid sees of the same curve
+    assert horizon_bracket(coarse, norms[coarse]) == (5, 8)  # crossing somewhere in 5..8
+    assert horizon_bracket(every, np.ones(10)) is None
+
+
+def _curve_rows(probe_id, seed, lags, norms, lag_grid_exact=True):
+    bracket = horizon_bracket(lags, norms)
+    return [{"probe_id": probe_id, "task": "adding", "seq_len": 9, "cell": "rnn", "impl": "hand",
+             "layers": 1, "layer": 0, "step": 0, "seed": seed, "label": "", "lag": int(k),
+             "grad_norm": float(v), "decay_factor": 0.5,
+             "horizon": "" if bracket is None else bracket[1],
+             "horizon_min": "" if bracket is None else bracket[0]} for k, v in zip(lags, norms)]
+
+
+def test_summary_counts_seeds_that_never_reach_the_horizon_instead_of_dropping_them():
+    from seqbench.grads import summarize
+
+    lags = np.arange(10)
+    rows = (_curve_rows("a", 0, lags, 0.1 ** lags.astype(float))  # horizon 7
+            + _curve_rows("b", 1, lags, np.ones(10))  # never: censored at lag 9
+            + _curve_rows("c", 2, lags, np.ones(10)))
+    out = summarize(pd.DataFrame(rows)).iloc[0]
+    assert out["seeds"] == 3 and out["horizon_reached"] == 1
+    assert out["horizon_mean_reached"] == 7  # over the seed that reached it, said as 1 of 3
+    assert np.isnan(out["horizon_km_median"])  # fewer than half reached: "not reached"
+    two = summarize(pd.DataFrame(rows[:20] + _curve_rows("d", 3, lags, 0.1 ** lags.astype(float))
+                                 )).iloc[0]
+    assert two["horizon_reached"] == 2 and two["horizon_km_median"] == 7 and two["horizon_exact"]
+    coarse = np.array([0, 1, 2, 4, 8])
+    rough = summarize(pd.DataFrame(_curve_rows("e", 0, coarse, 0.1 ** coarse.astype(float)))).iloc[0]
+    assert rough["horizon_mean_reached"] == 8 and not rough["horizon_exact"]

@@ -1,4 +1,6 @@
-"""``seqbench leaderboard``: aggregate runs.csv over seeds into a leaderboard and a headline table."""
+"""``seqbench leaderboard``: aggregate runs.csv over seeds into a leaderboard and a headline table;
+optionally choose tuned settings on the validation set (``--select``) and compare every arm with a
+reference arm (``--against``)."""
 
 from __future__ import annotations
 
@@ -17,44 +19,83 @@ from seqbench.cli import cli, config_errors
               show_default=True, help="How to print: aligned table, CSV, or a Markdown pipe table.")
 @click.option("--headline", is_flag=True,
               help="Print only the headline table (longest T solved by at least half the seeds).")
+@click.option("--select", "select", multiple=True, metavar="KEY",
+              help="Per arm and seq_len (and the other keys), keep the value of KEY (e.g. lr) "
+                   "with the best validation result: the highest validation solve rate, then the "
+                   "lowest validation loss ratio, then the smallest value; repeatable.")
+@click.option("--against", default=None, metavar="ARM",
+              help="Compare every other arm (label, or cell without labels) with ARM at the same "
+                   "task and seq_len: Fisher's exact test on the solve rates, Mann-Whitney on the "
+                   "loss ratios, Holm-adjusted; written to <name>_against_ARM.csv.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to write the leaderboard CSV; the headline table goes next to it as "
                    "<name>_headline.csv [default: leaderboard.csv beside the runs CSV].")
 @config_errors
-def leaderboard(runs_csv, task, fmt, headline, out):
+def leaderboard(runs_csv, task, fmt, headline, select, against, out):
     """Aggregate the runs over seeds: one row per configuration and seq_len.
 
-    Columns: seeds, solve rate, mean / standard deviation (ddof = 1) / standard error of the final
-    loss over the memoryless baseline, median step to solve (solved runs only), mean throughput.
-    The headline table gives, per configuration, the longest seq_len solved by at least half of
-    its seeds. Failed runs are counted apart and left out of the statistics.
+    Columns (test set): seeds, solve rate with its 95% Wilson interval, mean final loss over the
+    memoryless baseline with a 95% bootstrap interval, its standard deviation (ddof = 1) and
+    standard error, the Kaplan-Meier median step to solve (unsolved runs censored at their
+    budget; "-" = fewer than half solved), mean throughput; the validation solve rate and loss
+    ratio when the runs have them. The headline table gives, per configuration, the longest
+    seq_len solved by at least half of its seeds ("≥ T" when nothing longer was tried). Failed
+    runs are counted apart and left out of the statistics.
+
+    With --format csv, one table is printed: the comparison with --against, else the headline
+    table with --headline, else the leaderboard.
 
     \b
     Examples:
       seqbench leaderboard
       seqbench leaderboard --task adding --format markdown
       seqbench leaderboard --runs results/runs.csv --headline
+      seqbench leaderboard --select lr --against rnn_tanh
     """
     from pathlib import Path
 
     from seqbench import leaderboard as lb
 
     out = lb.check_output(out) if out is not None else Path(runs_csv).parent / "leaderboard.csv"
-    board, table = lb.build(runs_csv)  # every task: what is written
+    select = tuple(select)
+    board, table = lb.build(runs_csv, select=select)  # every task: what is written
+    comparison = lb.build_comparison(runs_csv, against, select=select) if against is not None \
+        else None
     if task is not None:
-        shown_board, shown_table = lb.build(runs_csv, task)
+        shown_board, shown_table = lb.build(runs_csv, task, select=select)
+        shown_comparison = comparison[comparison["task"] == task] if comparison is not None \
+            else None
     else:
-        shown_board, shown_table = board, table
-    written = lb.write(board, table, out)
-    if headline:
-        click.echo(lb.format_frame(shown_table, fmt), nl=False)
-    elif fmt == "csv":
-        click.echo(lb.format_frame(shown_board, fmt), nl=False)
-    else:
+        shown_board, shown_table, shown_comparison = board, table, comparison
+    written = lb.write(board, table, out, comparison, against)
+    _print(lb, fmt, headline, task, select, against, shown_board, shown_table, shown_comparison)
+    click.echo(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}", err=True)
+
+
+def _print(lb, fmt, headline, task, select, against, board, table, comparison) -> None:
+    if fmt == "csv":  # one table, so that the output is one CSV
+        shown = comparison if comparison is not None else table if headline else board
+        click.echo(lb.format_frame(shown, fmt), nl=False)
+        return
+    if not headline:
         title = "Leaderboard" + (f": {task}" if task else "")
-        click.echo(f"{title} (loss/base: final loss / memoryless baseline, mean over seeds; "
-                   "sd with ddof 1; se = sd / sqrt(n))\n")
-        click.echo(lb.format_frame(shown_board, fmt))
-        click.echo("Headline: longest T solved by at least half the seeds\n")
-        click.echo(lb.format_frame(shown_table, fmt), nl=False)
-    click.echo(f"wrote {written[0]} and {written[1]}", err=True)
+        click.echo(f"{title} (test set; solved: fraction of seeds [95% Wilson interval]; "
+                   "loss/base: final loss / memoryless baseline, mean over seeds [95% bootstrap "
+                   "interval]; sd with ddof 1; se = sd / sqrt(n); KM median step: Kaplan-Meier, "
+                   "unsolved runs censored at their budget)")
+        if select:
+            click.echo(f"{', '.join(select)} chosen per row on the validation set: "
+                       f"{lb.SELECTION_RULE}")
+        click.echo("")
+        click.echo(lb.format_frame(board, fmt))
+        click.echo("Headline: longest T solved by at least half the seeds (≥ T: nothing longer "
+                   "tried)\n")
+    click.echo(lb.format_frame(table, fmt), nl=False)  # alone with --headline, as the CSV would be
+    if comparison is not None:
+        click.echo(f"\nAgainst {against} (same task and T): Fisher's exact test on the solve "
+                   "rates, Mann-Whitney on the loss ratios (rank effect: P(lower) - P(higher), "
+                   "+1 = every run better), p-values Holm-adjusted per task and T\n")
+        if len(comparison):
+            click.echo(lb.format_frame(comparison, fmt), nl=False)
+        else:
+            click.echo("(no rows to compare)")

@@ -175,3 +175,29 @@ def curves(sources, output, task, seq_len, cell, label, seed, metric, title):
         output = (files[0].parent if files else Path("results")) / "figures" / "curves.png"
     path = output_path(output)
     save_figure(curves_figure(dirs, metric=metric, title=title), path)
+
+
+@plot.command("solved")
+@click.argument("runs_csv", type=click.Path(dir_okay=False), default="results/runs.csv")
+@click.option("-o", "--output", default=None,
+              help="Output file; the suffix picks the format (PNG without one) "
+                   "[default: figures/solved.png beside RUNS_CSV].")
+@click.option("--task", type=click.Choice(TASKS), default=None, help="Draw this task only.")
+@click.option("--title", default=None, help="A title over the whole figure.")
+@config_errors
+def solved(runs_csv, output, task, title):
+    """Fraction of runs solved against the training step (1 - Kaplan-Meier survival).
+
+    One panel per task and T, one step line per configuration. A solved run counts at the step
+    the validation set first met the criterion; a run that did not solve (or diverged) is
+    censored at its step budget, marked |. Where a line crosses the dotted 0.5 is the Kaplan-Meier
+    median step of the leaderboard.
+
+    \b
+    Example:
+      seqbench plot solved results/runs.csv --task adding -o results/figures/solved_adding.png
+    """
+    from seqbench.plots.runs import solved_figure
+
+    path = _runs_figure_output(output, runs_csv, "solved", task)
+    save_figure(solved_figure(runs_csv, task=task, title=title), path)

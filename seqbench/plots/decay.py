@@ -47,7 +47,10 @@ def panels(df: pd.DataFrame, at: list[str] | None) -> pd.DataFrame:
         if entry == "init":
             part, name = df[df["step"] == 0], "at initialization"
         elif entry == "end":
-            part, name = df[df["step"] == last], "end of training"
+            part = df[df["step"] == last]
+            steps = sorted(set(part["step"]))  # runs stopped when solved end at different steps
+            name = (f"end of training (step {steps[0]})" if len(steps) == 1 else
+                    f"end of training (each run's last probe, steps {steps[0]}-{steps[-1]})")
         elif entry.isdigit():
             part, name = df[df["step"] == int(entry)], f"training step {entry}"
         else:

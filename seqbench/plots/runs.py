@@ -1,10 +1,13 @@
-"""Figures of run results: solve rate and loss / baseline against the lag T, learning curves.
+"""Figures of run results: solve rate and loss / baseline against the lag T, the solved fraction
+against the training step, learning curves.
 
 ``solve_rate_figure`` and ``loss_figure`` aggregate runs.csv over seeds (seqbench.leaderboard) and
 draw one panel per task (and variant), one line per configuration against seq_len (log x axis).
 A panel with a single seq_len (a comparison of many configurations at one lag, as in
-``tasks/fixes.toml``) becomes a bar chart with one bar per configuration. ``curves_figure`` draws
-the held-out loss / baseline (or accuracy) against the training step from run folders' curve.csv.
+``tasks/fixes.toml``) becomes a bar chart with one bar per configuration. ``solved_figure`` draws,
+per task and seq_len, the fraction of runs solved by each training step (1 - Kaplan-Meier
+survival; unsolved runs censored at their budget, marked). ``curves_figure`` draws the held-out
+loss / baseline (or accuracy) against the training step from run folders' curve.csv.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ import pandas as pd
 
 from seqbench.cells import options_label
 from seqbench.errors import ConfigError
-from seqbench.leaderboard import aggregate, implied_by_label, key_columns, load_runs
+from seqbench.leaderboard import (
+    aggregate,
+    finished_runs,
+    implied_by_label,
+    key_columns,
+    km_inputs,
+    load_runs,
+)
 from seqbench.plots import (
     LINESTYLES,
     MARKERS,
@@ -221,6 +231,89 @@ def loss_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = None,
                 title: str | None = None):
     """Mean final loss / memoryless baseline against seq_len (log y; error bars: standard error)."""
     return _results_figure(runs, task, "loss_ratio", title)
+
+
+# -- solved fraction against the training step (Kaplan-Meier) ---------------------------------------
+
+STEP_LABEL = "training step (updates)"
+SOLVED_LABEL = "fraction of runs solved (1 − Kaplan–Meier survival)"
+
+
+def _runs(runs: pd.DataFrame | str | os.PathLike, task: str | None) -> pd.DataFrame:
+    """The finished runs of ``runs`` (a runs CSV or its rows), optionally one task."""
+    if not isinstance(runs, pd.DataFrame):
+        runs = load_runs(runs, task)
+    elif task is not None:
+        runs = runs[runs["task"] == task]
+    runs = finished_runs(runs)
+    if runs.empty:
+        raise ConfigError("no finished runs to plot" + (f" for task {task!r}" if task else ""))
+    return runs
+
+
+def _draw_km(ax, times, events, style: dict, label: str, end: float) -> None:
+    """1 - S(t) as a step function from step 0 to ``end`` (the budget), with the censored runs
+    marked ('|') on the curve where they left it."""
+    from seqbench.stats import kaplan_meier
+
+    km = kaplan_meier(times, events)
+    solved = 1 - km.survival
+    x = np.concatenate([[0.0], km.steps])
+    y = np.concatenate([[0.0], solved])
+    if end > x[-1]:  # every run solved before the budget: the fraction holds until it ends
+        x, y = np.append(x, end), np.append(y, y[-1])
+    line, = ax.step(x, y, where="post", label=label, color=style["color"],
+                    linestyle=style["linestyle"])
+    cut = km.censored > 0
+    ax.plot(km.steps[cut], solved[cut], linestyle="none", marker="|", markersize=12,
+            markeredgewidth=1.6, color=line.get_color())
+
+
+def solved_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = None,
+                  title: str | None = None):
+    """Fraction of runs solved against the training step, one panel per task and seq_len, one
+    step line per configuration: 1 - Kaplan-Meier survival, with solved runs as events at their
+    solving step and unsolved or diverged runs censored (|) at their step budget."""
+    runs = _runs(runs, task)
+    keys = key_columns(runs.columns)
+    panel_keys = [k for k in ("task", "variant", "seq_len") if k in keys]
+    panels = [(dict(zip(panel_keys, values)), panel)
+              for values, panel in runs.groupby(panel_keys, dropna=False, sort=False)]
+    panels.sort(key=lambda p: (str(p[0]["task"]), _key_text(p[0].get("variant")),
+                               float(p[0]["seq_len"])))
+    fig, axes = new_figure(len(panels))
+    for ax, (where, panel) in zip(axes, panels):
+        board = aggregate(panel)  # the configurations, in reading order
+        line_keys = [k for k in keys if k not in panel_keys]
+        varying = _varying(board, keys)
+        rows = board[line_keys].to_dict("records")
+        for row, style in zip(rows, _styles(rows, impl_only=False)):
+            mask = np.ones(len(panel), dtype=bool)
+            for k in line_keys:
+                mask &= panel[k].map(_key_text).to_numpy() == _key_text(row[k])
+            times, events = km_inputs(panel[mask])
+            if not len(times):
+                continue
+            label = f"{series_label(row, varying)} ({int(events.sum())}/{len(times)} solved)"
+            budget = pd.to_numeric(panel[mask].get("step_budget"), errors="coerce")
+            end = float(np.nanmax(budget)) if budget is not None and budget.notna().any() else 0.0
+            _draw_km(ax, times, events, style, label, end)
+        ax.axhline(0.5, color="black", linewidth=1, linestyle=":", label="half solved (KM median)")
+        ax.plot([], [], linestyle="none", marker="|", markersize=10, color="black",
+                label="censored: not solved within its budget")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlim(left=0)
+        sub = f", T={_fmt(where['seq_len'])}"
+        label_axes(ax, _panel_title("Solved by step", where["task"], where.get("variant"), sub),
+                   STEP_LABEL,
+                   SOLVED_LABEL, loc="best")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _key_text(v) -> str:
+    return "" if _missing(v) else _fmt(v)
 
 
 # -- learning curves ---------------------------------------------------------------------------------
