@@ -88,7 +88,7 @@ STAT_COLUMNS = ["n_seeds", "n_diverged", "n_failed", "solve_rate", "solve_rate_l
                 "loss_ratio_mean", "loss_ratio_ci_lo", "loss_ratio_ci_hi", "loss_ratio_std_ddof1",
                 "loss_ratio_se", "accuracy_mean", "km_median_solved_step", "median_step_solved_runs",
                 "val_solve_rate", "val_loss_ratio_mean", "throughput_mean"]
-SELECT_COLUMNS = ["selected_from", "selection"]
+SELECT_COLUMNS = ["selected_keys", "selected_from", "selection"]
 SELECTION_RULE = "highest val solve rate, then lowest val loss ratio, then smallest value"
 HEADLINE_COLUMNS = ["longest_solved_T", "bounded", "solve_rate_at_T", "solve_rate_at_T_lo",
                     "solve_rate_at_T_hi", "n_seeds_at_T", "longest_tried_T", "seq_lens"]
@@ -380,8 +380,8 @@ def select(board: pd.DataFrame, keys: Iterable[str]) -> pd.DataFrame:
     rows = []
     for _, group in board.groupby(others, dropna=False, sort=False):
         best = min(group.index, key=lambda i: _rank(group.loc[i], keys))
-        rows.append({**group.loc[best].to_dict(), "selected_from": _candidates(group, keys),
-                     "selection": SELECTION_RULE})
+        rows.append({**group.loc[best].to_dict(), "selected_keys": " ".join(keys),
+                     "selected_from": _candidates(group, keys), "selection": SELECTION_RULE})
     out = pd.DataFrame(rows, columns=list(board.columns) + SELECT_COLUMNS)
     return _sorted(out, key_columns(out.columns))
 
@@ -593,7 +593,7 @@ _INTERVALS = {"solve_rate": ("solve_rate_lo", "solve_rate_hi"),
               "loss_ratio_mean": ("loss_ratio_ci_lo", "loss_ratio_ci_hi"),
               "solve_rate_at_T": ("solve_rate_at_T_lo", "solve_rate_at_T_hi")}
 #: columns kept in the CSV only (the table says them another way, or they mislead alone)
-_CSV_ONLY = {"median_step_solved_runs", "bounded", "selection"}
+_CSV_ONLY = {"median_step_solved_runs", "bounded", "selection", "selected_keys"}
 #: short headers for the terminal
 HEADERS = {
     "loss_ratio_mean": "loss/base [95% CI]", "loss_ratio_std_ddof1": "sd(ddof1)",
@@ -662,8 +662,10 @@ def display_columns(frame: pd.DataFrame) -> list[str]:
     statistic's cell; validation columns only when some row has them."""
     keys = key_columns(frame.columns)
     always = {"task", "variant", "label", "cell", "impl", "seq_len"}
+    if "selected_keys" in frame.columns:  # the value chosen per row is the point of the table
+        always |= {k for v in frame["selected_keys"].dropna() for k in str(v).split()}
     text = frame[keys].map(_text)
-    implied = implied_by_label(frame, keys)
+    implied = implied_by_label(frame, keys) - always
     shown = [k for k in keys if (k in always and k not in ("variant", "label"))
              or (text[k].nunique() > 1 and (k in always or k not in implied))]
     inside = {b for c, bs in _INTERVALS.items() if c in frame.columns for b in bs}

@@ -414,3 +414,20 @@ def test_cli_against(tuned_csv, tmp_path):
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "unknown arm 'tanh' for --against; arms: lstm, rnn" in result.output
     assert build_comparison(tuned_csv, "lstm", task="adding").iloc[0]["arm"] == "rnn"
+
+
+def test_the_selected_value_is_always_shown_even_when_each_arm_has_one(tmp_path):
+    """After selection every arm has a single lr, which would make it look 'implied by the label'
+    and hide it; the chosen value is the point of the table."""
+    from seqbench.leaderboard import build, display_columns
+
+    path = tmp_path / "runs.csv"
+    rows = []
+    for i, lr in enumerate((1e-3, 3e-3)):
+        for label, cell in (("a", "rnn"), ("b", "gru")):
+            rows.append(run(len(rows), cell, 10, 0, 0.5, None, label=label, lr=lr,
+                            val_solved=lr == 3e-3, val_loss_ratio=0.4))
+    append_rows(path, rows, RUN_COLUMNS)
+    board, _ = build(path, select=["lr"])
+    assert list(board["lr"]) == [3e-3, 3e-3] and set(board["selected_keys"]) == {"lr"}
+    assert "lr" in display_columns(board)
