@@ -528,6 +528,19 @@ def build_comparison(runs_csv: str | os.PathLike, against: str, task: str | None
     return compare(runs, board, against, select)
 
 
+def selected_runs(runs_csv: str | os.PathLike, select: Sequence[str],
+                  task: str | None = None) -> pd.DataFrame:
+    """The runs (rows of ``runs_csv``) of the configurations ``select`` keeps: the runs behind
+    each row of ``build(runs_csv, task, select)``, e.g. to draw only the selected learning
+    rate's gradient probes."""
+    runs = load_runs(runs_csv, task)
+    board = _apply_selection(aggregate(runs), select)
+    keys = key_columns(board.columns)
+    chosen = {tuple(_text(row[k]) for k in keys) for _, row in board.iterrows()}
+    mine = runs[keys].map(_text).apply(tuple, axis=1).isin(chosen)
+    return runs[mine]
+
+
 def check_output(out: str | os.PathLike) -> Path:
     """``out`` must name a file (not empty, not a directory)."""
     path = Path(out)

@@ -431,3 +431,29 @@ def test_the_selected_value_is_always_shown_even_when_each_arm_has_one(tmp_path)
     board, _ = build(path, select=["lr"])
     assert list(board["lr"]) == [3e-3, 3e-3] and set(board["selected_keys"]) == {"lr"}
     assert "lr" in display_columns(board)
+
+
+def test_selected_runs_are_the_runs_behind_the_selected_rows(tmp_path):
+    from seqbench.leaderboard import selected_runs
+
+    path = tmp_path / "runs.csv"
+    rows = []
+    for lr in (1e-3, 3e-3):
+        for seed in range(2):
+            rows.append(run(len(rows), "rnn", 10, seed, 0.5, None, label="a", lr=lr,
+                            val_solved=lr == 1e-3, val_loss_ratio=0.4))
+    append_rows(path, rows, RUN_COLUMNS)
+    kept = selected_runs(path, ["lr"])
+    assert sorted(kept["run_id"]) == ["r0", "r1"] and set(kept["lr"]) == {1e-3}
+    assert len(selected_runs(path, [])) == 4  # nothing selected: every run
+
+
+def test_plot_decay_select_needs_the_runs_csv(tmp_path):
+    from click.testing import CliRunner
+
+    from seqbench.cli import cli
+
+    (tmp_path / "grads.csv").write_text("x\n")
+    result = CliRunner().invoke(cli, ["plot", "decay", str(tmp_path / "grads.csv"), "--select",
+                                      "lr", "-o", str(tmp_path / "f.png")])
+    assert result.exit_code == 2 and result.output.startswith("Error: --select needs --runs")

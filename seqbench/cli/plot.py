@@ -45,10 +45,15 @@ def save_figure(fig, out) -> None:
 @click.option("--layer", type=click.IntRange(min=0), default=None,
               help="Layer to draw [default: the top layer of each model].")
 @click.option("--cell-state", is_flag=True, help="Draw ||dL/dc_t|| (LSTM) instead of ||dL/dh_t||.")
+@click.option("--select", "select", multiple=True,
+              help="Keep only the probes of the runs whose setting of this key the leaderboard "
+                   "selects on validation (e.g. lr); needs --runs; repeatable.")
+@click.option("--runs", "runs_csv", type=click.Path(dir_okay=False), default=None,
+              help="With --select: the runs CSV of the probed runs.")
 @click.option("--title", default=None, help="Replace the generated title.")
 @config_errors
 def decay(sources, output, task, seq_len, labels, at, by_family, reference, layer, cell_state,
-          title):
+          select, runs_csv, title):
     """Gradient norm (log scale) against time lag.
 
     SOURCES are grads CSVs (`seqbench grads` writes results/grads.csv) or folders searched for the
@@ -58,13 +63,26 @@ def decay(sources, output, task, seq_len, labels, at, by_family, reference, laye
     Examples:
       seqbench plot decay results/grads.csv -o results/figures/decay_adding_T500.png
       seqbench plot decay results/runs --task delayed_recall --at init --at end
+      seqbench plot decay results/fixes/runs --runs results/fixes/runs.csv --select lr --at end
     """
     from seqbench.grads import read_grads, series_name
     from seqbench.plots import output_path
     from seqbench.plots.decay import plot_decay
 
+    from seqbench.errors import ConfigError
+
     path = output_path(output)  # a bad -o fails before any work
+    if select and runs_csv is None:
+        raise ConfigError("--select needs --runs RUNS_CSV (the runs whose probes are drawn)")
     df = read_grads(sources)
+    if select:
+        from seqbench.leaderboard import selected_runs
+
+        kept = set(selected_runs(runs_csv, select, task)["run_id"].astype(str))
+        df = df[df["run_id"].astype(str).isin(kept)]
+        if df.empty:
+            raise ConfigError(f"no probes of the selected runs of {runs_csv} in "
+                              f"{', '.join(sources)}")
     if labels:
         names = [series_name(r) for r in df.to_dict("records")]
         df = df[[n in labels for n in names]]
