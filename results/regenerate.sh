@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates every committed result under results/ from the benchmark specs in tasks/.
-# Run from anywhere; about 1.5-2 hours on a 2-core CPU. Every sweep is resumable: run this again
-# after an interruption and only the missing runs are trained.
+# Regenerates every committed result under results/ from the benchmark specs in tasks/, then
+# results/README.md from the CSVs (results/readme.py). Run from anywhere; about 2.5 hours on a
+# 2-core CPU (the long-lag sweep, step 5, takes tens of hours more and accumulates over sittings).
+# Every sweep is resumable: run this again after an interruption and only the missing runs train.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,9 +19,10 @@ seqbench grads --task adding --seq-len 500 --cell lstm --forget-bias 1 --seeds 3
   --out results/grads.csv
 seqbench grads --spec tasks/fixes.toml --profile quick --out results/fixes/grads_init.csv
 
-# 3. Leaderboards (results/leaderboard.csv and results/leaderboard_headline.csv)
+# 3. Leaderboards (leaderboard.csv, leaderboard_headline.csv; the fixes with the learning rate
+#    selected on validation, and every arm against the tanh RNN)
 seqbench leaderboard --runs results/runs.csv --format markdown
-seqbench leaderboard --runs results/fixes/runs.csv --format markdown
+seqbench leaderboard --runs results/fixes/runs.csv --select lr --against rnn_tanh --format markdown
 
 # 4. Figures
 seqbench plot decay results/grads.csv -o results/figures/decay_adding_T500.png
@@ -28,15 +30,25 @@ seqbench plot decay results/runs --task delayed_recall --seq-len 10 --at init --
   -o results/figures/decay_training_delayed_recall_T10.png
 seqbench plot decay results/runs --task adding --seq-len 50 --at init --at end \
   -o results/figures/decay_training_adding_T50.png
-seqbench plot decay results/fixes/runs --task delayed_recall --at init --at end --by-family \
+seqbench plot decay results/fixes/runs --runs results/fixes/runs.csv --select lr --task delayed_recall \
+  --at init --at end --by-family \
   -o results/figures/fixes_decay.png
-seqbench plot decay results/fixes/runs --task adding --at init --at end --by-family \
+seqbench plot decay results/fixes/runs --runs results/fixes/runs.csv --select lr --task adding \
+  --at init --at end --by-family \
   -o results/figures/fixes_decay_adding.png
 seqbench plot solve-rate results/runs.csv -o results/figures/solve_rate.png
 seqbench plot loss results/runs.csv -o results/figures/loss_ratio.png
-seqbench plot solve-rate results/fixes/runs.csv -o results/figures/fixes_solve_rate.png
+seqbench plot solved results/runs.csv -o results/figures/solved.png
+seqbench plot solve-rate results/fixes/runs.csv --select lr -o results/figures/fixes_solve_rate.png
 
-# 5. Speed: rows are appended to results/bench.csv and results/bench_sweep.csv; timings belong to
+# 5. Long lags (tens of CPU-hours; resumable over sittings)
+seqbench sweep tasks/long.toml --workers 2 --out results/long
+seqbench leaderboard --runs results/long/runs.csv --format markdown
+
+# 6. results/README.md from the CSVs above (tests/test_results_readme.py checks it)
+python results/readme.py
+
+# 7. Speed: rows are appended to results/bench.csv and results/bench_sweep.csv; timings belong to
 #    the machine they ran on (compare the ratios; see README.md, Performance)
 seqbench bench
 seqbench bench --sweep-runs 24 -T 100

@@ -15,7 +15,6 @@ from seqbench.errors import ConfigError
 from seqbench.model import hidden_for_params
 from seqbench.tasks import make_task
 
-
 #: fields that say where and how fast a run executes, not what it computes: not in its identity
 ENVIRONMENT_FIELDS = ("device", "threads")
 
@@ -51,7 +50,8 @@ class RunConfig:
         task.check_seq_len(self.seq_len)
         self.cell.validate()
         checks = [
-            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}"),
+            (self.optimizer in OPTIMIZERS,
+             f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.clip >= 0, f"clip must be >= 0 (0 = off), got {self.clip}"),
             (self.clip_mode in CLIP_MODES, f"unknown clip_mode {self.clip_mode!r}; allowed: norm, value"),

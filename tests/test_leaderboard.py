@@ -423,7 +423,7 @@ def test_the_selected_value_is_always_shown_even_when_each_arm_has_one(tmp_path)
 
     path = tmp_path / "runs.csv"
     rows = []
-    for i, lr in enumerate((1e-3, 3e-3)):
+    for lr in (1e-3, 3e-3):
         for label, cell in (("a", "rnn"), ("b", "gru")):
             rows.append(run(len(rows), cell, 10, 0, 0.5, None, label=label, lr=lr,
                             val_solved=lr == 3e-3, val_loss_ratio=0.4))

@@ -190,3 +190,149 @@ def test_solved_figure_is_one_minus_kaplan_meier(tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:8] == PNG
     result = CliRunner().invoke(cli, ["plot", "solved", str(path), "--task", "copy"])
     assert result.exit_code == 2 and result.output.startswith("Error: no runs of task 'copy'")
+
+
+# -- intervals and selection on the validation set ----------------------------------------------------
+
+LRS = (0.001, 0.01)
+
+
+def lr_rows(seq_lens=(10, 50), cells=("rnn", "lstm"), seeds=(0, 1, 2)):
+    """A learning-rate grid with validation results: the better lr differs from one T to the
+    next (lstm: 0.01 at T=10, 0.001 at T=50), so a line per arm must take both."""
+    out = []
+    for cell in cells:
+        for lr in LRS:
+            for T in seq_lens:
+                good = cell == "lstm" and (lr == 0.01) == (T == min(seq_lens))
+                for seed in seeds:
+                    solved = good or (cell == "lstm" and seed == 0)
+                    ratio = 0.01 * (1 + seed) if solved else 0.9 + 0.05 * seed
+                    out.append({**BASE, "task": "adding", "cell": cell, "lr": lr, "seq_len": T,
+                                "seed": seed, "label": "", "config_id": f"{cell}{lr}{T}{seed}",
+                                "loss_ratio": ratio, "solved": solved,
+                                "solved_step": 100 * (1 + seed) if solved else None,
+                                "val_solved": solved, "val_loss_ratio": ratio * 1.1})
+    return out
+
+
+@pytest.fixture
+def lr_csv(tmp_path):
+    path = tmp_path / "lr_runs.csv"
+    append_rows(path, lr_rows(), RUN_COLUMNS)
+    return path
+
+
+def labelled_lines(ax) -> list:
+    return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+def board_row(board, cell, T):
+    return board[(board["cell"] == cell) & (board["seq_len"] == T)].iloc[0]
+
+
+def test_solve_rate_band_is_the_wilson_interval(lr_csv, tmp_path):
+    from seqbench.leaderboard import aggregate, load_runs
+
+    fig = solve_rate_figure(lr_csv)
+    check(fig, tmp_path)
+    (ax,) = fig.axes
+    assert "95% Wilson interval" in ax.get_title()
+    assert len(labelled_lines(ax)) == 4  # 2 arms x 2 lrs without selection
+    board = aggregate(load_runs(lr_csv))
+    board = board[board["lr"] == 0.01]
+    name = "lstm, lr=0.01"
+    (band,) = [c for c in ax.collections if c.get_gid() == f"wilson: {name}"]
+    assert to_hex(band.get_facecolor()[0][:3]) == CELL_COLORS["lstm"]
+    vertices = band.get_paths()[0].vertices
+    for T in (10, 50):
+        row = board_row(board, "lstm", T)
+        ys = sorted({round(float(y), 12) for x, y in vertices if x == T})
+        assert ys == pytest.approx(sorted({row["solve_rate_lo"], row["solve_rate_hi"]}))
+        assert row["solve_rate_lo"] < row["solve_rate_hi"]  # a band, not a line
+
+
+def test_loss_bars_are_the_bootstrap_interval(lr_csv, tmp_path):
+    from seqbench.leaderboard import aggregate, load_runs, select
+
+    fig = loss_figure(lr_csv, select=["lr"])
+    check(fig, tmp_path)
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log"
+    assert "mean, 95% bootstrap interval" in ax.get_title()
+    assert "lr selected on validation" in ax.get_title()
+    board = select(aggregate(load_runs(lr_csv)), ["lr"])
+    (lstm,) = [c for c in ax.containers if c.get_label() == "lstm"]
+    segments = lstm.lines[2][0].get_segments()
+    assert len(segments) == 2  # one bar per T
+    for (x0, y0), (_x1, y1) in segments:
+        row = board_row(board, "lstm", x0)
+        assert (y0, y1) == pytest.approx((row["loss_ratio_ci_lo"], row["loss_ratio_ci_hi"]))
+        assert y0 > 0
+
+
+def test_select_draws_one_series_per_arm(lr_csv, tmp_path):
+    from seqbench.leaderboard import aggregate, load_runs, select
+
+    board = select(aggregate(load_runs(lr_csv)), ["lr"])
+    assert set(board_row(board, "lstm", T)["lr"] for T in (10, 50)) == set(LRS)  # lr per T
+    fig = solve_rate_figure(lr_csv, select=("lr",))
+    check(fig, tmp_path)
+    (ax,) = fig.axes
+    lines = labelled_lines(ax)
+    assert [line.get_label() for line in lines] == ["rnn", "lstm"]  # arms, not arms x lrs
+    assert "lr selected on validation" in ax.get_title()
+    lstm = lines[1]
+    assert list(lstm.get_ydata()) == pytest.approx(
+        [board_row(board, "lstm", T)["solve_rate"] for T in (10, 50)])
+    loss = loss_figure(lr_csv, select=("lr",))
+    assert len([c for c in loss.axes[0].containers if not c.get_label().startswith("_")]) == 2
+
+
+def test_select_at_one_lag_bars_with_wilson_error_bars(tmp_path):
+    path = tmp_path / "runs.csv"
+    append_rows(path, lr_rows(seq_lens=(25,)), RUN_COLUMNS)
+    fig = solve_rate_figure(path, select=["lr"])
+    check(fig, tmp_path)
+    ax = fig.axes[0]
+    names = [t.get_text() for t in ax.get_yticklabels()]
+    assert names == ["rnn [lr=0.001]", "lstm [lr=0.01]"]  # one bar per arm, its chosen lr
+    bars = [c for c in ax.containers if hasattr(c, "errorbar") and c.errorbar is not None]
+    assert len(bars) == 2
+    assert [t.get_text() for t in ax.texts] == ["0/3", "3/3"]
+    assert "95% Wilson interval" in ax.get_title() and "lr selected" in ax.get_title()
+
+
+def test_solved_figure_with_select_keeps_the_chosen_runs(lr_csv, tmp_path):
+    from seqbench.plots.runs import solved_figure
+
+    fig = solved_figure(lr_csv, select=["lr"])
+    check(fig, tmp_path)
+    for ax, T, lr in zip(fig.axes, (10, 50), (0.01, 0.001)):
+        assert f"T={T}" in ax.get_title() and "lr selected on validation" in ax.get_title()
+        curves = [line.get_label() for line in labelled_lines(ax)
+                  if "solved)" in line.get_label()]
+        assert curves[1] == f"lstm [lr={lr}] (3/3 solved)"  # the chosen lr's runs only
+        assert len(curves) == 2
+
+
+def test_cli_select(lr_csv, runs_csv, tmp_path):
+    runner = CliRunner()
+    for command in ("solve-rate", "loss", "solved"):
+        out = tmp_path / f"{command}.png"
+        result = runner.invoke(cli, ["plot", command, str(lr_csv), "--select", "lr",
+                                     "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert out.read_bytes()[:8] == PNG
+        for args, error in ((["--select", "bogus"], "Error: cannot select over 'bogus'"),
+                            (["--select", "seq_len"], "Error: cannot select over 'seq_len'")):
+            result = runner.invoke(cli, ["plot", command, str(lr_csv), *args,
+                                         "-o", str(tmp_path / "bad.png")])
+            assert result.exit_code == 2, result.output
+            assert result.output.startswith(error) and result.output.count("\n") == 1
+    # rows without validation results cannot be selected on
+    result = runner.invoke(cli, ["plot", "loss", str(runs_csv), "--select", "lr",
+                                 "-o", str(tmp_path / "bad.png")])
+    assert result.exit_code == 2 and result.output.startswith("Error: --select needs validation")
+    assert result.output.count("\n") == 1
+    assert not (tmp_path / "bad.png").exists()

@@ -65,11 +65,10 @@ def decay(sources, output, task, seq_len, labels, at, by_family, reference, laye
       seqbench plot decay results/runs --task delayed_recall --at init --at end
       seqbench plot decay results/fixes/runs --runs results/fixes/runs.csv --select lr --at end
     """
+    from seqbench.errors import ConfigError
     from seqbench.grads import read_grads, series_name
     from seqbench.plots import output_path
     from seqbench.plots.decay import plot_decay
-
-    from seqbench.errors import ConfigError
 
     path = output_path(output)  # a bad -o fails before any work
     if select and runs_csv is None:
@@ -102,6 +101,14 @@ def _runs_figure_output(output: str | None, runs_csv: str, name: str, task: str 
     return output_path(output)
 
 
+def select_option(f):
+    """``--select KEY`` (repeatable), shared by the figures drawn from the leaderboard."""
+    return click.option(
+        "--select", "select", multiple=True, metavar="KEY",
+        help="Per arm and T, draw only the value of KEY (e.g. lr) with the best validation "
+             "result, as `seqbench leaderboard --select`; repeatable.")(f)
+
+
 @plot.command("solve-rate")
 @click.argument("runs_csv", type=click.Path(dir_okay=False), default="results/runs.csv")
 @click.option("-o", "--output", default=None,
@@ -109,21 +116,24 @@ def _runs_figure_output(output: str | None, runs_csv: str, name: str, task: str 
                    "[default: figures/solve_rate.png beside RUNS_CSV].")
 @click.option("--task", type=click.Choice(TASKS), default=None, help="Draw this task only.")
 @click.option("--title", default=None, help="A title over the whole figure.")
+@select_option
 @config_errors
-def solve_rate(runs_csv, output, task, title):
+def solve_rate(runs_csv, output, task, title, select):
     """Solve rate (fraction of seeds) against the lag T, one colour per cell.
 
-    One panel per task, one line per configuration (cell, implementation, options, arm label).
-    A panel with a single T shows one bar per configuration instead.
+    One panel per task, one line per configuration (cell, implementation, options, arm label),
+    in a faint band of its 95% Wilson interval. A panel with a single T shows one bar per
+    configuration instead, with the interval as an error bar and k/n solved beside it.
 
     \b
-    Example:
+    Examples:
       seqbench plot solve-rate results/runs.csv -o results/figures/solve_rate.png
+      seqbench plot solve-rate results/runs.csv --select lr
     """
     from seqbench.plots.runs import solve_rate_figure
 
     path = _runs_figure_output(output, runs_csv, "solve_rate", task)
-    save_figure(solve_rate_figure(runs_csv, task=task, title=title), path)
+    save_figure(solve_rate_figure(runs_csv, task=task, title=title, select=select), path)
 
 
 @plot.command("loss")
@@ -133,9 +143,11 @@ def solve_rate(runs_csv, output, task, title):
                    "[default: figures/loss.png beside RUNS_CSV].")
 @click.option("--task", type=click.Choice(TASKS), default=None, help="Draw this task only.")
 @click.option("--title", default=None, help="A title over the whole figure.")
+@select_option
 @config_errors
-def loss(runs_csv, output, task, title):
-    """Final loss / memoryless baseline against the lag T (log scale; bars: standard error).
+def loss(runs_csv, output, task, title, select):
+    """Mean final loss / memoryless baseline against the lag T (log scale; bars: the 95% bootstrap
+    interval of the mean).
 
     \b
     Example:
@@ -144,7 +156,7 @@ def loss(runs_csv, output, task, title):
     from seqbench.plots.runs import loss_figure
 
     path = _runs_figure_output(output, runs_csv, "loss", task)
-    save_figure(loss_figure(runs_csv, task=task, title=title), path)
+    save_figure(loss_figure(runs_csv, task=task, title=title, select=select), path)
 
 
 @plot.command("curves")
@@ -202,14 +214,16 @@ def curves(sources, output, task, seq_len, cell, label, seed, metric, title):
                    "[default: figures/solved.png beside RUNS_CSV].")
 @click.option("--task", type=click.Choice(TASKS), default=None, help="Draw this task only.")
 @click.option("--title", default=None, help="A title over the whole figure.")
+@select_option
 @config_errors
-def solved(runs_csv, output, task, title):
+def solved(runs_csv, output, task, title, select):
     """Fraction of runs solved against the training step (1 - Kaplan-Meier survival).
 
     One panel per task and T, one step line per configuration. A solved run counts at the step
     the validation set first met the criterion; a run that did not solve (or diverged) is
     censored at its step budget, marked |. Where a line crosses the dotted 0.5 is the Kaplan-Meier
-    median step of the leaderboard.
+    median step of the leaderboard. With --select, each arm's line has the runs of the value
+    chosen on validation only.
 
     \b
     Example:
@@ -218,4 +232,4 @@ def solved(runs_csv, output, task, title):
     from seqbench.plots.runs import solved_figure
 
     path = _runs_figure_output(output, runs_csv, "solved", task)
-    save_figure(solved_figure(runs_csv, task=task, title=title), path)
+    save_figure(solved_figure(runs_csv, task=task, title=title, select=select), path)

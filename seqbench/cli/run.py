@@ -51,9 +51,9 @@ from seqbench.cli.options import cell_options, device_options, task_options
 @click.pass_context
 @config_errors
 def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, init_gain,
-        forget_bias, chrono, norm, residual, optimizer, lr, clip, clip_mode, batch_size, steps, eval_every,
-        eval_size, test_size, until_solved, match_params, probe_every, seed, device, threads, out, checkpoint_every,
-        resume_dir, quiet):
+        forget_bias, chrono, norm, residual, optimizer, lr, clip, clip_mode, batch_size, steps,
+        eval_every, eval_size, test_size, until_solved, match_params, probe_every, seed, device,
+        threads, out, checkpoint_every, resume_dir, quiet):
     """Train one model on one task and append its result to OUT/runs.csv.
 
     \b

@@ -4,10 +4,17 @@ against the training step, learning curves.
 ``solve_rate_figure`` and ``loss_figure`` aggregate runs.csv over seeds (seqbench.leaderboard) and
 draw one panel per task (and variant), one line per configuration against seq_len (log x axis).
 A panel with a single seq_len (a comparison of many configurations at one lag, as in
-``tasks/fixes.toml``) becomes a bar chart with one bar per configuration. ``solved_figure`` draws,
-per task and seq_len, the fraction of runs solved by each training step (1 - Kaplan-Meier
-survival; unsolved runs censored at their budget, marked). ``curves_figure`` draws the held-out
-loss / baseline (or accuracy) against the training step from run folders' curve.csv.
+``tasks/fixes.toml``) becomes a bar chart with one bar per configuration. The solve rate carries
+its 95% Wilson interval (a band around a line, an error bar on a bar), the mean loss ratio its 95%
+bootstrap interval (the leaderboard's ``solve_rate_lo/hi`` and ``loss_ratio_ci_lo/hi``).
+``solved_figure`` draws, per task and seq_len, the fraction of runs solved by each training step
+(1 - Kaplan-Meier survival; unsolved runs censored at their budget, marked). ``curves_figure``
+draws the held-out loss / baseline (or accuracy) against the training step from run folders'
+curve.csv.
+
+With ``select`` keys (e.g. ``("lr",)``), these three figures show, per arm and seq_len, only the
+value of those keys that ``seqbench.leaderboard.select`` picks on the validation set: one line per
+arm, not one per arm and learning rate.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from seqbench.leaderboard import (
     key_columns,
     km_inputs,
     load_runs,
+    selection_keys,
 )
+from seqbench.leaderboard import select as select_on_validation
 from seqbench.plots import (
     LINESTYLES,
     MARKERS,
@@ -97,23 +106,47 @@ def _panels(board: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
             for k, g in board.groupby(["task", "variant"], dropna=False, sort=False)]
 
 
-def _series(panel: pd.DataFrame, keys: list[str]) -> list[tuple[dict, pd.DataFrame]]:
-    line_keys = [k for k in keys if k not in ("task", "variant", "seq_len")]
+def _series(panel: pd.DataFrame, keys: list[str],
+            selected: Sequence[str] = ()) -> list[tuple[dict, pd.DataFrame]]:
+    """One (keys, rows by seq_len) per line. The ``selected`` keys are no line keys: their chosen
+    value may differ from one seq_len to the next, and the line is the arm's, whatever value won."""
+    line_keys = [k for k in keys if k not in ("task", "variant", "seq_len") and k not in selected]
     out = []
     for values, g in panel.groupby(line_keys, dropna=False, sort=False):
         values = values if isinstance(values, tuple) else (values,)
-        out.append((dict(zip(line_keys, values)), g.sort_values("seq_len")))
+        first = g.iloc[0]  # cell and impl pick the style, even when one of them was selected
+        row = {**{k: first[k] for k in ("cell", "impl") if k in g}, **dict(zip(line_keys, values))}
+        out.append((row, g.sort_values("seq_len")))
     return out
 
 
-def _board(runs: pd.DataFrame | str | os.PathLike, task: str | None) -> pd.DataFrame:
+def _board(runs: pd.DataFrame | str | os.PathLike, task: str | None,
+           select: Sequence[str] = ()) -> pd.DataFrame:
+    """The leaderboard of ``runs`` (a runs CSV or its rows), with the ``select`` keys chosen on the
+    validation set by ``seqbench.leaderboard.select`` when given."""
     if not isinstance(runs, pd.DataFrame):
-        return aggregate(load_runs(runs, task))
-    if task is not None:
-        runs = runs[runs["task"] == task]
-    if runs.empty:
-        raise ConfigError("no runs to plot" + (f" for task {task!r}" if task else ""))
-    return aggregate(runs)
+        board = aggregate(load_runs(runs, task))
+    else:
+        if task is not None:
+            runs = runs[runs["task"] == task]
+        if runs.empty:
+            raise ConfigError("no runs to plot" + (f" for task {task!r}" if task else ""))
+        board = aggregate(runs)
+    return select_on_validation(board, select) if select else board
+
+
+def _selection_note(selected: Sequence[str]) -> str:
+    """'; lr selected on validation' (empty without selection)."""
+    return f"; {', '.join(selected)} selected on validation" if selected else ""
+
+
+def _seeds_text(panel: pd.DataFrame) -> str:
+    """'3 seeds', or 'up to 3 seeds' when the configurations have different numbers of runs."""
+    n_seeds = int(panel["n_seeds"].max()) if len(panel) else 0
+    seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+    if len(panel) and int(panel["n_seeds"].min()) != n_seeds:
+        seeds = "up to " + seeds
+    return seeds
 
 
 def _t_axis(ax, seq_lens) -> None:
@@ -132,28 +165,29 @@ def _panel_title(what: str, task, variant, extra: str = "") -> str:
     return f"{what}: {task}{variant}{extra}"
 
 
-def _results_figure(runs, task, metric: str, title: str | None):
-    board = _board(runs, task)
+#: the interval each figure draws, as its panels name it
+INTERVAL_TEXT = {"solve_rate": "95% Wilson interval", "loss_ratio": "mean, 95% bootstrap interval"}
+
+
+def _results_figure(runs, task, metric: str, title: str | None, select: Sequence[str] = ()):
+    board = _board(runs, task, select)
+    selected = selection_keys(board.columns, select) if select else []
     keys = key_columns(board.columns)
     panels = _panels(board)
     fig, axes = new_figure(len(panels))
     what = "Solve rate" if metric == "solve_rate" else "Loss / baseline"
     for ax, ((task_name, variant), panel) in zip(axes, panels):
-        series = _series(panel, keys)
-        varying = _varying(panel, keys)
+        series = _series(panel, keys, selected)
+        varying = [k for k in _varying(panel, keys) if k not in selected]
         rows = [s for s, _ in series]
         impl_only = all(_missing(r.get("label")) for r in rows) and not (
             set(varying) - {"impl", "cell", "seq_len"})
         styles = _styles(rows, impl_only)
-        n_seeds = int(panel["n_seeds"].max()) if len(panel) else 0
-        seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
-        if len(panel) and int(panel["n_seeds"].min()) != n_seeds:
-            seeds = "up to " + seeds
+        stats = f"\n{INTERVAL_TEXT[metric]}, {_seeds_text(panel)}{_selection_note(selected)}"
         seq_lens = sorted(panel["seq_len"].unique())
         if len(seq_lens) == 1 and len(series) > 1:
-            _bars(ax, series, styles, varying, metric)
-            sub = f", T={int(seq_lens[0])}, " + ("" if metric == "solve_rate" else "mean ± s.e. ") + \
-                f"over {seeds}"
+            _bars(ax, series, styles, varying, metric, selected)
+            sub = f", T={int(seq_lens[0])}{stats}"
             label_axes(ax, _panel_title(what, task_name, variant, sub),
                        SOLVE_LABEL if metric == "solve_rate" else LOSS_LABEL, "configuration",
                        legend=False)
@@ -162,15 +196,9 @@ def _results_figure(runs, task, metric: str, title: str | None):
         for (row, line), style in zip(series, styles):
             name = series_label(row, varying)
             if metric == "solve_rate":
-                ax.plot(line["seq_len"], line["solve_rate"], label=name, **style)
+                _solve_rate_line(ax, line, style, name)
             else:
-                ok = line[line["loss_ratio_mean"].notna()]
-                if ok.empty:
-                    continue
-                err = ok["loss_ratio_se"].fillna(0).to_numpy()
-                mean = ok["loss_ratio_mean"].to_numpy()
-                lower = np.minimum(err, mean * 0.999)  # keep the bar above 0 on a log axis
-                ax.errorbar(ok["seq_len"], mean, yerr=[lower, err], label=name, capsize=3, **style)
+                _loss_line(ax, line, style, name)
         _t_axis(ax, seq_lens)
         if metric == "solve_rate":
             ax.set_ylim(-0.04, 1.04)
@@ -180,37 +208,81 @@ def _results_figure(runs, task, metric: str, title: str | None):
             ax.axhline(1.0, color="black", linewidth=1, linestyle=":",
                        label="memoryless baseline (ratio 1)")
             ylabel = LOSS_LABEL
-        sub = f", {seeds}" if metric == "solve_rate" else f", mean ± s.e. over {seeds}"
-        label_axes(ax, _panel_title(what, task_name, variant, sub), T_LABEL, ylabel)
+        label_axes(ax, _panel_title(what, task_name, variant, stats), T_LABEL, ylabel)
     if title:
         fig.suptitle(title)
     return fig
 
 
-def _bars(ax, series, styles, varying, metric: str) -> None:
-    names = [series_label(row, varying) for row, _ in series]
+def _solve_rate_line(ax, line: pd.DataFrame, style: dict, name: str) -> None:
+    """The solve rate against seq_len, in a band of its Wilson interval (same colour, faint).
+    The band's gid is 'wilson: <name>', so that it can be found again."""
+    ax.plot(line["seq_len"], line["solve_rate"], label=name, **style)
+    band = ax.fill_between(line["seq_len"].to_numpy(float), line["solve_rate_lo"].to_numpy(float),
+                           line["solve_rate_hi"].to_numpy(float), color=style["color"],
+                           alpha=0.15, linewidth=0)
+    band.set_gid(f"wilson: {name}")
+
+
+def _interval_err(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """[below, above] error lengths of an interval around ``mean``: none (0) where the interval
+    is NaN (a single run), never negative, and the lower one short of ``mean`` so that the bar
+    stays above 0 on a log axis."""
+    below = np.nan_to_num(mean - lo, nan=0.0).clip(min=0.0)
+    above = np.nan_to_num(hi - mean, nan=0.0).clip(min=0.0)
+    return np.array([np.minimum(below, mean * 0.999), above])
+
+
+def _loss_line(ax, line: pd.DataFrame, style: dict, name: str) -> None:
+    """The mean loss ratio against seq_len with its bootstrap interval as error bars."""
+    ok = line[line["loss_ratio_mean"].notna()]
+    if ok.empty:
+        return
+    mean = ok["loss_ratio_mean"].to_numpy(float)
+    err = _interval_err(mean, ok["loss_ratio_ci_lo"].to_numpy(float),
+                        ok["loss_ratio_ci_hi"].to_numpy(float))
+    ax.errorbar(ok["seq_len"], mean, yerr=err, label=name, capsize=3, **style)
+
+
+def _bars(ax, series, styles, varying, metric: str, selected: Sequence[str] = ()) -> None:
+    """One bar (solve rate) or dot (loss ratio) per configuration at a single seq_len; with
+    selection, each name says the value chosen ('lstm [lr=0.003]')."""
+    names = [series_label(row, varying) + _chosen(line.iloc[0], selected) for row, line in series]
     y = np.arange(len(series))
     values: list[float] = []
     for i, ((_row, line), style) in enumerate(zip(series, styles)):
-        value = float(line.iloc[0]["solve_rate" if metric == "solve_rate" else "loss_ratio_mean"])
+        first = line.iloc[0]
         if metric == "solve_rate":
-            ax.barh(i, value, color=style["color"], alpha=0.85)
-            n = int(line.iloc[0]["n_seeds"])
-            ax.text(min(value, 0.88) + 0.01, i, f"{round(value * n)}/{n}", va="center", fontsize=8)
-        elif not math.isnan(value):  # a dot with its standard error: a bar's length means
-            se = float(line.iloc[0]["loss_ratio_se"])  # nothing on a log axis
-            xerr = None if math.isnan(se) else [[min(se, value * 0.999)], [se]]
-            ax.errorbar(value, i, xerr=xerr, color=style["color"], marker="o", capsize=2)
-            values.append(value)
+            _solve_rate_bar(ax, i, first, style)
+        elif not math.isnan(float(first["loss_ratio_mean"])):
+            # a dot with its interval: a bar's length means nothing on a log axis
+            mean = np.array([float(first["loss_ratio_mean"])])
+            err = _interval_err(mean, np.array([float(first["loss_ratio_ci_lo"])]),
+                                np.array([float(first["loss_ratio_ci_hi"])]))
+            ax.errorbar(mean, i, xerr=err if err.any() else None, color=style["color"],
+                        marker="o", capsize=2)
+            values.append(float(mean[0]))
     ax.set_yticks(y, names, fontsize=8)
     ax.set_ylim(len(series) - 0.5, -0.5)  # first configuration on top
     if metric == "solve_rate":
-        ax.set_xlim(0, 1.0)
+        ax.set_xlim(0, 1.15)  # room right of 1 for the k/n text
+        ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
     else:
         values.append(1.0)
         if max(values) / min(values) >= 10:
             ax.set_xscale("log")
         ax.axvline(1.0, color="black", linewidth=1, linestyle=":")
+
+
+def _solve_rate_bar(ax, i: int, row: pd.Series, style: dict) -> None:
+    """One horizontal bar: the solve rate, its Wilson interval as an error bar, k/n beyond it."""
+    value, n = float(row["solve_rate"]), int(row["n_seeds"])
+    lo, hi = float(row["solve_rate_lo"]), float(row["solve_rate_hi"])
+    known = not (math.isnan(lo) or math.isnan(hi))  # no finished run: no interval
+    xerr = [[max(value - lo, 0.0)], [max(hi - value, 0.0)]] if known else None
+    ax.barh(i, value, color=style["color"], alpha=0.85, xerr=xerr,
+            error_kw={"ecolor": "black", "capsize": 3, "linewidth": 1})
+    ax.text((hi if known else value) + 0.015, i, f"{round(value * n)}/{n}", va="center", fontsize=8)
 
 
 def _cell_legend(ax, rows: list[dict]) -> None:
@@ -222,15 +294,18 @@ def _cell_legend(ax, rows: list[dict]) -> None:
 
 
 def solve_rate_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = None,
-                      title: str | None = None):
-    """Solve rate (fraction of seeds) against seq_len: one panel per task, one line per config."""
-    return _results_figure(runs, task, "solve_rate", title)
+                      title: str | None = None, select: Sequence[str] = ()):
+    """Solve rate (fraction of seeds) against seq_len with its 95% Wilson interval (band): one
+    panel per task, one line per configuration. ``select``: keys (e.g. ``("lr",)``) chosen per arm
+    and seq_len on the validation set (``seqbench.leaderboard.select``); one line per arm."""
+    return _results_figure(runs, task, "solve_rate", title, select)
 
 
 def loss_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = None,
-                title: str | None = None):
-    """Mean final loss / memoryless baseline against seq_len (log y; error bars: standard error)."""
-    return _results_figure(runs, task, "loss_ratio", title)
+                title: str | None = None, select: Sequence[str] = ()):
+    """Mean final loss / memoryless baseline against seq_len (log y; error bars: the 95% bootstrap
+    interval of the mean). ``select``: as for ``solve_rate_figure``."""
+    return _results_figure(runs, task, "loss_ratio", title, select)
 
 
 # -- solved fraction against the training step (Kaplan-Meier) ---------------------------------------
@@ -269,13 +344,29 @@ def _draw_km(ax, times, events, style: dict, label: str, end: float) -> None:
             markeredgewidth=1.6, color=line.get_color())
 
 
+def _matching(panel: pd.DataFrame, row: dict, keys: Sequence[str]) -> pd.DataFrame:
+    """The runs of ``panel`` whose ``keys`` have ``row``'s values (compared as text: NaN too)."""
+    mask = np.ones(len(panel), dtype=bool)
+    for k in keys:
+        mask &= panel[k].map(_key_text).to_numpy() == _key_text(row[k])
+    return panel[mask]
+
+
+def _chosen(row: dict, selected: Sequence[str]) -> str:
+    """' [lr=0.003]': the selected values of one configuration (empty without selection)."""
+    return f" [{', '.join(f'{k}={_key_text(row[k])}' for k in selected)}]" if selected else ""
+
+
 def solved_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = None,
-                  title: str | None = None):
+                  title: str | None = None, select: Sequence[str] = ()):
     """Fraction of runs solved against the training step, one panel per task and seq_len, one
     step line per configuration: 1 - Kaplan-Meier survival, with solved runs as events at their
-    solving step and unsolved or diverged runs censored (|) at their step budget."""
+    solving step and unsolved or diverged runs censored (|) at their step budget. ``select``: keys
+    (e.g. ``("lr",)``) chosen per arm and seq_len on the validation set
+    (``seqbench.leaderboard.select``); each arm's line then has the chosen value's runs only."""
     runs = _runs(runs, task)
     keys = key_columns(runs.columns)
+    selected = selection_keys(runs.columns, select) if select else []  # a bad key fails at once
     panel_keys = [k for k in ("task", "variant", "seq_len") if k in keys]
     panels = [(dict(zip(panel_keys, values)), panel)
               for values, panel in runs.groupby(panel_keys, dropna=False, sort=False)]
@@ -283,19 +374,21 @@ def solved_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = Non
                                float(p[0]["seq_len"])))
     fig, axes = new_figure(len(panels))
     for ax, (where, panel) in zip(axes, panels):
-        board = aggregate(panel)  # the configurations, in reading order
-        line_keys = [k for k in keys if k not in panel_keys]
-        varying = _varying(board, keys)
+        # the configurations, in reading order; with selection, the chosen one per arm
+        board = aggregate(panel)
+        if selected:
+            board = select_on_validation(board, selected)
+        line_keys = [k for k in keys if k not in panel_keys]  # selected keys too: their runs only
+        varying = [k for k in _varying(board, keys) if k not in selected]
         rows = board[line_keys].to_dict("records")
         for row, style in zip(rows, _styles(rows, impl_only=False)):
-            mask = np.ones(len(panel), dtype=bool)
-            for k in line_keys:
-                mask &= panel[k].map(_key_text).to_numpy() == _key_text(row[k])
-            times, events = km_inputs(panel[mask])
+            chosen = _matching(panel, row, line_keys)
+            times, events = km_inputs(chosen)
             if not len(times):
                 continue
-            label = f"{series_label(row, varying)} ({int(events.sum())}/{len(times)} solved)"
-            budget = pd.to_numeric(panel[mask].get("step_budget"), errors="coerce")
+            label = (f"{series_label(row, varying)}{_chosen(row, selected)} "
+                     f"({int(events.sum())}/{len(times)} solved)")
+            budget = pd.to_numeric(chosen.get("step_budget"), errors="coerce")
             end = float(np.nanmax(budget)) if budget is not None and budget.notna().any() else 0.0
             _draw_km(ax, times, events, style, label, end)
         ax.axhline(0.5, color="black", linewidth=1, linestyle=":", label="half solved (KM median)")
@@ -304,6 +397,8 @@ def solved_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = Non
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlim(left=0)
         sub = f", T={_fmt(where['seq_len'])}"
+        if selected:
+            sub += "\n" + _selection_note(selected).lstrip("; ")
         label_axes(ax, _panel_title("Solved by step", where["task"], where.get("variant"), sub),
                    STEP_LABEL,
                    SOLVED_LABEL, loc="best")
