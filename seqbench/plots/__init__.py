@@ -52,15 +52,20 @@ def output_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def new_figure(panels: int = 1, width: float = 6.4, height: float = 4.6):
-    """A Figure with ``panels`` axes side by side, in seaborn's whitegrid style."""
+def new_figure(panels: int = 1, width: float = 6.4, height: float = 4.6, per_row: int | None = None):
+    """A Figure with ``panels`` axes side by side (wrapped after ``per_row`` of them, unused
+    cells of the last row hidden), in seaborn's whitegrid style."""
     import seaborn as sns
     from matplotlib.figure import Figure
 
+    cols = min(panels, per_row or panels)
+    rows = -(-panels // cols)
     with sns.axes_style("whitegrid"):
-        fig = Figure(figsize=(width * panels, height), layout="constrained")
-        axes = fig.subplots(1, panels, squeeze=False)[0]
-    return fig, list(axes)
+        fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+        axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    return fig, axes[:panels]
 
 
 def label_axes(ax, title: str, xlabel: str, ylabel: str, legend: bool = True, **legend_kw) -> None:

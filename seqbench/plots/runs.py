@@ -372,7 +372,7 @@ def solved_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = Non
               for values, panel in runs.groupby(panel_keys, dropna=False, sort=False)]
     panels.sort(key=lambda p: (str(p[0]["task"]), _key_text(p[0].get("variant")),
                                float(p[0]["seq_len"])))
-    fig, axes = new_figure(len(panels))
+    fig, axes = new_figure(len(panels), per_row=4)
     for ax, (where, panel) in zip(axes, panels):
         # the configurations, in reading order; with selection, the chosen one per arm
         board = aggregate(panel)
