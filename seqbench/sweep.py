@@ -10,7 +10,9 @@ Executors:
 
 ``local``  worker processes (``spawn``), ``workers`` of them, each with ``threads`` torch threads
            (one by default: two one-thread workers give about 1.35x the throughput of one two-thread
-           process on a 2-core CPU, shared/REFERENCES.md section 5). The worker appends the row.
+           process on a 2-core CPU, docs/references.md section 7). The worker appends the row.
+           With ``per_gpu`` N: N workers per GPU, each pinned to its GPU (``CUDA_VISIBLE_DEVICES``
+           set in the worker before any CUDA call), so that several small runs share a GPU.
 ``ray``    one Ray task per run (``num_cpus`` = threads), on the cluster at ``address`` (``auto``: the
            running one) or on a local Ray instance started for the sweep. Each task trains in a
            scratch folder on its node and sends back its row and run folder; the driver writes them
@@ -163,6 +165,8 @@ class Outcome:
     wall_s: float
     row: dict | None = None
     files: dict[str, bytes] = field(default_factory=dict)  # ray: the run folder's files
+    worker: int | None = None  # local: the worker's process id
+    gpu: str | None = None  # local with per_gpu: the worker's CUDA_VISIBLE_DEVICES (its GPU)
 
 
 def _now() -> str:
@@ -179,12 +183,14 @@ def run_one(cfg: RunConfig, out: str) -> Outcome:
     started_at, t0 = _now(), time.perf_counter()
     try:
         row, summary = execute_run(cfg, out, quiet=True)
-        return Outcome(cfg.config_id(), str(row["status"]), summary, time.perf_counter() - t0)
+        return Outcome(cfg.config_id(), str(row["status"]), summary, time.perf_counter() - t0,
+                       worker=os.getpid(), gpu=_WORKER["gpu"])
     except Exception as e:
         wall = time.perf_counter() - t0
         error = one_line(e)
         append_rows(Path(out) / "runs.csv", [failed_row(cfg, error, started_at, wall)], RUN_COLUMNS)
-        return Outcome(cfg.config_id(), "failed", f"{describe(cfg)}: failed: {error}", wall)
+        return Outcome(cfg.config_id(), "failed", f"{describe(cfg)}: failed: {error}", wall,
+                       worker=os.getpid(), gpu=_WORKER["gpu"])
     finally:
         _WORKER["busy"] = False
         if _orphaned():  # its row is written; nobody will collect the result
@@ -231,8 +237,9 @@ def _store(outcome: Outcome, out: Path) -> None:
     append_rows(out / "runs.csv", [row], RUN_COLUMNS)
 
 
-#: a local worker's state: the sweep process that started it, and whether a run is in progress
-_WORKER: dict = {"parent": None, "busy": False}
+#: a local worker's state: the sweep process that started it, whether a run is in progress, the
+#: GPU it is pinned to (per_gpu)
+_WORKER: dict = {"parent": None, "busy": False, "gpu": None}
 
 
 def _orphaned() -> bool:
@@ -246,11 +253,19 @@ def _watch_parent() -> None:
             os._exit(0)
 
 
-def _init_worker(parent: int) -> None:
+def _init_worker(parent: int, gpu_slots=None) -> None:
     """Worker initializer. Ctrl-C is handled by the sweep process, which stops the workers. If
     the sweep process dies (SIGKILL), a worker finishes and records the run in progress, then exits
-    instead of waiting forever for more work."""
+    instead of waiting forever for more work.
+
+    gpu_slots: a queue of GPU ids (per_gpu), one per worker: the worker takes one and makes it its
+    only visible GPU. This must happen before any CUDA call: CUDA reads CUDA_VISIBLE_DEVICES once,
+    when it initializes (importing torch does not initialize it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gpu_slots is not None:
+        gpu = gpu_slots.get(timeout=60)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        _WORKER["gpu"] = gpu
     malloc.tune()  # as in the sweep process (seqbench.malloc); spawned workers start untuned
     _WORKER["parent"] = parent
     threading.Thread(target=_watch_parent, name="seqbench-watch-parent", daemon=True).start()
@@ -288,6 +303,8 @@ class SweepResult:
     seconds: float = 0.0
     interrupted: bool = False
     signal: int | None = None  # the signal that interrupted it (SIGINT, SIGTERM)
+    workers: int = 0  # local: worker processes started (with per_gpu: those pinned to a GPU)
+    outcomes: list[Outcome] = field(default_factory=list)  # of the runs run now (no files)
 
     @property
     def ran(self) -> int:
@@ -313,6 +330,7 @@ class _Tracker:
         self.report = report
         self.t0 = time.perf_counter()
         self.statuses: dict[str, int] = {}
+        self.outcomes: list[Outcome] = []
         self.done = 0
 
     @property
@@ -332,6 +350,7 @@ class _Tracker:
     def add(self, outcome: Outcome) -> None:
         self.done += 1
         self.statuses[outcome.status] = self.statuses.get(outcome.status, 0) + 1
+        self.outcomes.append(replace(outcome, files={}))  # the files are written; keep no copy
         if self.report is not None:
             self.bar.close()
             self.report(outcome.summary)
@@ -347,13 +366,17 @@ def run_sweep(
     address: str | None = None,
     retry_failed: bool = False,
     gpus_per_run: float = 0.0,
+    per_gpu: int = 0,
+    gpu_count: int | None = None,
     progress_stream=None,
     report: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run every config of ``configs`` not yet recorded in OUT/runs.csv.
 
     workers: local worker processes (default 1); for a local Ray instance its CPU count (default:
-    all). threads: torch threads per run. report(line) gets each run's one-line summary as it ends.
+    all). threads: torch threads per run. per_gpu: local only, N worker processes per GPU instead
+    of ``workers``, each pinned to its GPU; gpu_count: the GPUs to use (default: all,
+    ``torch.cuda.device_count()``). report(line) gets each run's one-line summary as it ends.
     Ctrl-C stops the workers (their runs in flight are lost) and returns with ``interrupted`` set.
     """
     if executor not in EXECUTORS:
@@ -364,6 +387,7 @@ def run_sweep(
         raise ConfigError(f"threads per worker must be >= 1, got {threads}")
     if address is not None and executor != "ray":
         raise ConfigError("--address applies to --executor ray only")
+    gpu_ids = check_packing(per_gpu, executor, workers, gpu_count) if per_gpu else []
     if executor == "ray":
         require_ray()
     out = Path(out)
@@ -373,7 +397,7 @@ def run_sweep(
     t0 = time.perf_counter()
     if todo:
         out.mkdir(parents=True, exist_ok=True)
-        n = workers or 1
+        n = per_gpu * len(gpu_ids) if per_gpu else workers or 1
         if executor == "ray":
             n = workers or os.cpu_count() or 1
         tracker = _Tracker(len(todo), n, progress_stream, report)
@@ -381,7 +405,7 @@ def run_sweep(
         try:
             with _sigterm_stops():
                 if executor == "local":
-                    _run_local(todo, out, n, tracker)
+                    result.workers = _run_local(todo, out, n, tracker, gpu_slots(gpu_ids, per_gpu))
                 else:
                     _run_ray(todo, out, workers, address, threads, gpus_per_run, tracker)
         except KeyboardInterrupt as e:
@@ -389,19 +413,59 @@ def run_sweep(
             result.signal = signal.SIGTERM if isinstance(e, _Stop) else signal.SIGINT
         finally:
             tracker.bar.close()
-        result.statuses = tracker.statuses
+        result.statuses, result.outcomes = tracker.statuses, tracker.outcomes
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _run_local(todo: list[RunConfig], out: Path, workers: int, tracker: _Tracker) -> None:
+def check_packing(per_gpu: int, executor: str, workers: int | None,
+                  gpu_count: int | None = None) -> list[str]:
+    """Check ``per_gpu`` (N runs packed per GPU) and return the ids of the GPUs to pack them on.
+
+    The ids are those the sweep process sees: with CUDA_VISIBLE_DEVICES set (e.g. "2,3"), its
+    entries, as a worker's own CUDA_VISIBLE_DEVICES must name a physical GPU."""
+    if per_gpu < 1:
+        raise ConfigError(f"--per-gpu must be >= 1, got {per_gpu}")
+    if executor != "local":
+        raise ConfigError("--per-gpu applies to --executor local only; with --executor ray use "
+                          "--gpus-per-run 1/N (e.g. 0.25 for 4 runs per GPU)")
+    if workers is not None:
+        raise ConfigError("--per-gpu N sets the workers (N per GPU); give --per-gpu or --workers, "
+                          "not both")
+    if gpu_count is None:
+        import torch
+
+        gpu_count = torch.cuda.device_count()
+    if gpu_count < 1:
+        raise ConfigError("--per-gpu needs a CUDA device and none is available here; allowed: "
+                          "--workers N without --per-gpu")
+    visible = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return (visible or [str(i) for i in range(gpu_count)])[:gpu_count]
+
+
+def gpu_slots(gpu_ids: list[str], per_gpu: int) -> list[str]:
+    """One GPU id per worker, N per GPU, round-robin: a pool smaller than N x GPUs (fewer runs
+    than slots) still spreads its workers over the GPUs."""
+    return [gpu for _ in range(per_gpu) for gpu in gpu_ids]
+
+
+def _run_local(todo: list[RunConfig], out: Path, workers: int, tracker: _Tracker,
+               slots: list[str]) -> int:
+    """Run ``todo`` in a pool of worker processes; return how many workers started (with
+    ``slots``: how many took a GPU slot)."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
-                               initializer=_init_worker, initargs=(os.getpid(),))
+    size = min(workers, len(todo))
+    queue = None
+    if slots:  # handed out through a queue: each worker process takes exactly one
+        queue = ctx.Queue()
+        for gpu in slots[:size]:
+            queue.put(gpu)
+    pool = ProcessPoolExecutor(max_workers=size, mp_context=ctx,
+                               initializer=_init_worker, initargs=(os.getpid(), queue))
     pending = {pool.submit(run_one, cfg, str(out)): cfg for cfg in todo}
     try:
         while pending:
@@ -427,6 +491,22 @@ def _run_local(todo: list[RunConfig], out: Path, workers: int, tracker: _Tracker
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+    return size - _drain(queue) if queue is not None else size
+
+
+def _drain(queue) -> int:
+    """Take what is left in ``queue`` (the GPU slots no worker took); return how many."""
+    import queue as queues
+
+    left = 0
+    while True:
+        try:
+            queue.get(timeout=0.1)
+        except queues.Empty:
+            break
+        left += 1
+    queue.close()
+    return left
 
 
 def _terminate_workers(pool) -> None:

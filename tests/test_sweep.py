@@ -17,7 +17,7 @@ from seqbench.cli import cli
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
 from seqbench.results import RUN_COLUMNS
-from seqbench.sweep import failed_row, plan_sweep, recorded, run_sweep
+from seqbench.sweep import check_packing, failed_row, gpu_slots, plan_sweep, recorded, run_sweep
 
 TINY = dict(task="adding", seq_len=5, steps=20, batch_size=16, eval_every=10, eval_size=32)
 
@@ -136,3 +136,58 @@ def test_recorded_ids_stay_text_and_finished_rows_win(tmp_path):
                           {**base, "config_id": "0123e4567890", "status": "interrupted"},
                           {**base, "config_id": "000000000042", "status": "failed"}])
     assert recorded(tmp_path) == {"0123e4567890": "ok", "000000000042": "failed"}
+
+
+def test_per_gpu_pins_n_workers_to_each_gpu(tmp_path, monkeypatch):
+    """A fake count of 2 GPUs on a CPU machine: 4 workers, each pinned (CUDA_VISIBLE_DEVICES) to
+    GPU 0 or 1, at most 2 per GPU; the CPU configs run as usual."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    out = tmp_path / "results"
+    configs = [replace(c, steps=4, eval_every=4) for c in tiny_configs()]
+    result = run_sweep(configs, out, per_gpu=2, gpu_count=2)
+    assert result.statuses == {"ok": 4} and len(read_rows(out)) == 4
+    assert result.workers == 4  # every worker process took a GPU slot
+    assert {o.gpu for o in result.outcomes} <= {"0", "1"}
+    by_gpu: dict[str, set[int]] = {}
+    for outcome in result.outcomes:
+        by_gpu.setdefault(outcome.gpu, set()).add(outcome.worker)
+    assert all(len(workers) <= 2 for workers in by_gpu.values())
+    assert len({o.worker for o in result.outcomes}) == sum(len(w) for w in by_gpu.values())
+
+
+def test_gpu_slots_and_visible_devices(monkeypatch):
+    assert gpu_slots(["0", "1"], 2) == ["0", "1", "0", "1"]  # a smaller pool still spreads out
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert check_packing(2, "local", None, gpu_count=2) == ["2", "3"]  # physical ids for workers
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert check_packing(1, "local", None, gpu_count=3) == ["0", "1", "2"]
+
+
+def test_per_gpu_errors(tmp_path):
+    configs = tiny_configs()
+    with pytest.raises(ConfigError, match="--per-gpu needs a CUDA device and none is available"):
+        run_sweep(configs, tmp_path, per_gpu=2, gpu_count=0)
+    with pytest.raises(ConfigError, match=r"with --executor ray use --gpus-per-run 1/N"):
+        run_sweep(configs, tmp_path, per_gpu=2, gpu_count=1, executor="ray")
+    with pytest.raises(ConfigError, match="give --per-gpu or --workers, not both"):
+        run_sweep(configs, tmp_path, per_gpu=2, gpu_count=1, workers=2)
+    assert not (tmp_path / "runs.csv").exists()
+
+
+def test_cli_per_gpu_and_device(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text("[settings]\ntask = 'adding'\nseq_len = 5\nsteps = 2\n[grid]\nseed = [0, 1]\n")
+    run = CliRunner().invoke
+    result = run(cli, ["sweep", str(spec), "--per-gpu", "2", "--executor", "ray"])
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1
+    assert result.output.startswith("Error: --per-gpu applies to --executor local only; with "
+                                    "--executor ray use --gpus-per-run 1/N")
+    result = run(cli, ["sweep", str(spec), "--per-gpu", "2", "--device", "cpu"])
+    assert result.exit_code == 2 and "Error: " in result.output
+    if not torch.cuda.is_available():
+        assert "--per-gpu needs a CUDA device" in result.output
+    # --device is not part of a run's identity: the same ids with or without it
+    plain = run(cli, ["sweep", str(spec), "-n", "--no-estimate", "--out", str(tmp_path)])
+    on_cpu = run(cli, ["sweep", str(spec), "-n", "--no-estimate", "--device", "cpu",
+                       "--out", str(tmp_path)])
+    assert plain.exit_code == on_cpu.exit_code == 0 and plain.output == on_cpu.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from seqbench.choices import DEVICES
 from seqbench.cli import cli, config_errors
 
 
@@ -23,15 +24,24 @@ from seqbench.cli import cli, config_errors
                    "Ray instance]. Needs --executor ray.")
 @click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Ray only: GPUs each run reserves (e.g. 1, or 0.25 to share one).")
+@click.option("--device", type=click.Choice(DEVICES), default=None,
+              help="Device of every run, overriding the spec's (not part of a run's identity) "
+                   "[default: the spec's].")
+@click.option("--per-gpu", type=click.IntRange(min=1), default=None,
+              help="Local executor on CUDA: pack N runs on each GPU (N x GPUs worker processes, "
+                   "each pinned to one GPU); instead of --workers.")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Directory for runs.csv and the per-run folders.")
 @click.option("--retry-failed", is_flag=True,
               help="Run again the configs recorded as failed or interrupted.")
-@click.option("--dry-run", "-n", is_flag=True, help="List the runs and their count; run nothing.")
+@click.option("--dry-run", "-n", is_flag=True,
+              help="List the runs, count them and their training steps, and estimate the wall "
+                   "time from a short timing on this device; run nothing.")
+@click.option("--no-estimate", is_flag=True, help="With --dry-run: count only, time nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run summary lines.")
 @config_errors
-def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_per_run, out,
-          retry_failed, dry_run, quiet):
+def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_per_run, device,
+          per_gpu, out, retry_failed, dry_run, no_estimate, quiet):
     """Run every configuration of a benchmark SPEC (tasks/*.toml) not yet in OUT/runs.csv.
 
     Re-running the same command skips the runs already recorded, so an interrupted sweep resumes
@@ -40,32 +50,39 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
     \b
     Examples:
       seqbench sweep tasks/adding.toml --profile quick --workers 2
+      seqbench sweep tasks/adding.toml --profile full --device cuda --per-gpu 4
       seqbench sweep tasks/copy.toml --profile full --executor ray --address auto
       seqbench sweep tasks/fixes.toml --dry-run
     """
+    from dataclasses import replace
+
     from seqbench.errors import ConfigError
     from seqbench.spec import load_spec
-    from seqbench.sweep import describe, plan_sweep, run_sweep
+    from seqbench.sweep import check_packing, plan_sweep, run_sweep
 
     if address is not None and executor != "ray":
         raise ConfigError("--address applies to --executor ray only")
     if gpus_per_run and executor != "ray":
         raise ConfigError("--gpus-per-run applies to --executor ray only")
+    if no_estimate and not dry_run:
+        raise ConfigError("--no-estimate applies to --dry-run only")
+    gpu_ids = check_packing(per_gpu, executor, workers) if per_gpu else []
     loaded = load_spec(spec)
     configs = loaded.expand(profile)
+    if device is not None:  # the device is not part of a run's identity: recorded runs still count
+        configs = [replace(cfg, device=device) for cfg in configs]
+    if per_gpu and any(cfg.device == "cpu" for cfg in configs):
+        raise ConfigError("--per-gpu packs runs on GPUs, but the runs' device is cpu; allowed: "
+                          "--device cuda or auto")
     chosen = profile if profile is not None else loaded.default_profile
     name = f"{spec}" + (f" (profile {chosen})" if chosen else "")
     plan = plan_sweep(configs, out, retry_failed=retry_failed)
+    if threads_per_worker is None:
+        threads_per_worker = max({c.threads or 1 for c in configs} or {1})
 
     if dry_run:
-        todo = {c.config_id() for c in plan.todo}
-        width = len(str(len(configs)))
-        for i, cfg in enumerate(configs, 1):
-            cid = cfg.config_id()
-            mark = "" if cid in todo else f"  (recorded: {plan.statuses[cid]})"
-            click.echo(f"{i:>{width}}  {cid}  {describe(cfg)}{mark}")
-        click.echo(f"{name}: {len(configs)} runs, {len(plan.done)} already recorded in "
-                   f"{out}/runs.csv, {len(plan.todo)} to run")
+        _dry_run(configs, plan, name, out, executor, workers, threads_per_worker, per_gpu,
+                 gpu_ids, estimate=not no_estimate)
         return
 
     if executor == "ray":
@@ -75,17 +92,59 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
     else:
         from seqbench.provenance import resolve_device
 
-        for device in sorted({c.device for c in plan.todo}):
-            resolve_device(device)  # --device cuda without CUDA: fail before anything runs
-    if threads_per_worker is None:
-        threads_per_worker = max({c.threads or 1 for c in configs} or {1})
+        for run_device in sorted({c.device for c in plan.todo}):
+            resolve_device(run_device)  # --device cuda without CUDA: fail before anything runs
+    packing = f", {per_gpu} per GPU on {len(gpu_ids)} GPU(s)" if per_gpu else ""
     click.echo(f"{name}: {len(configs)} runs, {len(plan.done)} already recorded, "
-               f"{len(plan.todo)} to run", err=True)
+               f"{len(plan.todo)} to run{packing}", err=True)
     result = run_sweep(configs, out, workers=workers, threads=threads_per_worker,
                        executor=executor, address=address, retry_failed=retry_failed,
-                       gpus_per_run=gpus_per_run, report=None if quiet else click.echo)
+                       gpus_per_run=gpus_per_run, per_gpu=per_gpu or 0,
+                       gpu_count=len(gpu_ids) or None, report=None if quiet else click.echo)
     click.echo(result.summary(out), err=True)
     select = "".join(f" --select {k}" for k in loaded.selected(profile))
     click.echo(f"leaderboard: seqbench leaderboard --runs {out}/runs.csv{select}", err=True)
     if result.interrupted:
         raise SystemExit(128 + int(result.signal or 2))  # 130 after Ctrl-C, 143 after SIGTERM
+
+
+def _dry_run(configs, plan, name, out, executor, workers, threads, per_gpu, gpu_ids,
+             estimate: bool) -> None:
+    """List the runs, count them and their steps; unless told not to, time and estimate them."""
+    from seqbench.estimate import resolve_devices
+    from seqbench.sweep import describe
+
+    if estimate and plan.todo:
+        resolve_devices(plan.todo)  # --device cuda without CUDA: say so before listing
+    todo = {c.config_id() for c in plan.todo}
+    width = len(str(len(configs)))
+    for i, cfg in enumerate(configs, 1):
+        cid = cfg.config_id()
+        mark = "" if cid in todo else f"  (recorded: {plan.statuses[cid]})"
+        click.echo(f"{i:>{width}}  {cid}  {describe(cfg)}{mark}")
+    steps = sum(cfg.steps for cfg in plan.todo)
+    click.echo(f"{name}: {len(configs)} runs, {len(plan.done)} already recorded in "
+               f"{out}/runs.csv, {len(plan.todo)} to run ({steps:,} training steps)")
+    if estimate and plan.todo:
+        _estimate(plan.todo, executor, workers, threads, per_gpu, gpu_ids)
+
+
+def _estimate(todo, executor, workers, threads, per_gpu, gpu_ids) -> None:
+    import os
+
+    from seqbench.estimate import estimate_sweep, format_groups
+
+    if per_gpu:  # N workers on each GPU
+        parallel, gpus = per_gpu * len(gpu_ids), len(gpu_ids)
+    elif executor == "ray":  # a local instance's CPUs, `threads` per task; every visible GPU
+        import torch
+
+        parallel = max(1, (workers or os.cpu_count() or 1) // threads)
+        gpus = max(1, torch.cuda.device_count())
+    else:  # local workers without --per-gpu all use the default GPU
+        parallel, gpus = workers or 1, 1
+    click.echo("timing one run of each group of runs with the same speed (a few training steps "
+               "each)...", err=True)
+    result = estimate_sweep(todo, workers=parallel, threads=threads, gpus=gpus)
+    click.echo(format_groups(result))
+    click.echo(result.summary(parallel, gpus))
