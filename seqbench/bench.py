@@ -49,8 +49,8 @@ BENCH_COLUMNS = [
     "ms_probe", "probe_ratio",
     "ms_step_2t", "scale_2t", "ms_probe_2t", "probe_scale_2t",
     "load_before", "load_after",
-    "device", "device_name", "threads", "malloc", "torch_version", "cudnn_version", "onednn_version",
-    "seqbench_version", "git_commit",
+    "device", "device_name", "threads", "malloc", "denormals", "torch_version", "cudnn_version",
+    "onednn_version", "seqbench_version", "git_commit",
 ]
 
 
@@ -309,7 +309,7 @@ SWEEP_COLUMNS = [
     "bench_id", "started_at", "task", "seq_len", "cells", "impls", "runs", "steps", "batch",
     "hidden", "workers", "threads", "round", "wall_s", "runs_per_min", "speedup",
     "load_before", "load_after",
-    "device", "device_name", "malloc", "torch_version", "onednn_version", "seqbench_version",
+    "device", "device_name", "malloc", "denormals", "torch_version", "onednn_version", "seqbench_version",
     "git_commit",
 ]
 #: (workers, torch threads per worker): many one-thread processes against one process using every

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from seqbench import malloc
+from seqbench import denormals, malloc
 from seqbench.errors import ConfigError
 
 
@@ -100,6 +100,7 @@ def environment(device: torch.device, threads: int) -> dict:
         "device_name": device_name(device),
         "threads": threads,
         "malloc": malloc.state(),
+        "denormals": denormals.state(),
         "torch_version": torch.__version__,
         "cudnn_version": cudnn_version() if device.type == "cuda" else "",
         "onednn_version": onednn_version() if device.type == "cpu" else "",

@@ -50,7 +50,7 @@ RUN_COLUMNS = [
     "val_loss", "val_loss_ratio", "val_accuracy", "val_solved",
     "still_improving",  # unsolved and the validation loss still falling at the end (train.py)
     "wall_s", "train_s", "throughput_seq_s",
-    "device", "device_name", "threads", "malloc", "kernel",
+    "device", "device_name", "threads", "malloc", "denormals", "kernel",
     "torch_version", "cudnn_version", "onednn_version", "seqbench_version", "git_commit",
     "run_dir",
     "label",  # the spec's name for the run's comparison arm (RunConfig.label); "" = none

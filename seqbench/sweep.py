@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from seqbench import malloc
+from seqbench import denormals, malloc
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
 from seqbench.progress import ProgressLine, format_duration
@@ -202,6 +202,7 @@ def run_detached(cfg: RunConfig) -> Outcome:
     from seqbench.runner import execute_run
 
     malloc.tune()  # a Ray worker process is not seqbench's: tune it here (seqbench.malloc)
+    denormals.flush()  # and flush denormals to zero (seqbench.denormals)
     started_at, t0 = _now(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="seqbench-") as scratch:
         try:
@@ -267,6 +268,7 @@ def _init_worker(parent: int, gpu_slots=None) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
         _WORKER["gpu"] = gpu
     malloc.tune()  # as in the sweep process (seqbench.malloc); spawned workers start untuned
+    denormals.flush()  # before torch's threads start: they inherit it (seqbench.denormals)
     _WORKER["parent"] = parent
     threading.Thread(target=_watch_parent, name="seqbench-watch-parent", daemon=True).start()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from seqbench import denormals
 from seqbench.choices import CELLS, DEVICES, IMPLS, TASKS
 from seqbench.cli import BadInput, cli, config_errors
 
@@ -60,6 +61,8 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
       seqbench bench --sweep-runs 12 --seq-len 100
     """
     from seqbench.bench import BENCH_COLUMNS, BenchConfig, format_table, run_bench
+
+    denormals.flush()  # timings as the runs see them (seqbench.denormals)
     from seqbench.provenance import resolve_device
     from seqbench.results import append_rows, check_appendable
 
@@ -87,6 +90,8 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
 
 def _sweep_bench(cfg, runs: int, steps: int, out: str, quiet: bool) -> None:
     from seqbench.bench import SWEEP_COLUMNS, format_sweep_table, run_sweep_bench
+
+    denormals.flush()
     from seqbench.results import append_rows, check_appendable
 
     if cfg.device == "cuda" or cfg.threads is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from seqbench import denormals
 from seqbench.cli import cli, config_errors, options_given
 from seqbench.cli.options import cell_options, device_options, task_options
 
@@ -42,6 +43,7 @@ def grads(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity,
     import torch
 
     from seqbench.errors import ConfigError
+    denormals.flush()  # seqbench.denormals
     from seqbench.grads import (
         GRADS_COLUMNS,
         cell_grid,

@@ -132,7 +132,10 @@ def _dry_run(configs, plan, name, out, executor, workers, threads, per_gpu, gpu_
 def _estimate(todo, executor, workers, threads, per_gpu, gpu_ids) -> None:
     import os
 
+    from seqbench import denormals
     from seqbench.estimate import estimate_sweep, format_groups
+
+    denormals.flush()  # time the steps as the workers will run them (seqbench.denormals)
 
     if per_gpu:  # N workers on each GPU
         parallel, gpus = per_gpu * len(gpu_ids), len(gpu_ids)
