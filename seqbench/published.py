@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -139,7 +140,10 @@ def summary_rows(table: pd.DataFrame) -> list[dict[str, str]]:
                         f"({r.measured_outcome}; solved {r.n_solved}/{r.n_seeds})")
         else:
             measured = "-"
-        shown.append({"arm": r.arm, "paper": f"{r.paper}, {r.source}", "T": str(r.seq_len),
+        if not r.verified:
+            published += ", not verified"
+        where = re.split(r"[(;:]", str(r.source).split(", ", 1)[-1])[0].strip()  # "Table 1"
+        shown.append({"arm": r.arm, "paper": f"{r.paper}, {where}", "T": str(r.seq_len),
                       "published": published, "measured: test loss median [range]": measured,
                       "agreement": r.agreement})
     return shown

@@ -257,12 +257,13 @@ def test_cli_dry_run_lists_runs_and_writes_nothing(tmp_path):
     path = _write(tmp_path, BASE)
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["sweep", str(path), "--profile", "small", "--dry-run",
-                                      "--out", str(out)])
+                                      "--no-estimate", "--out", str(out)])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 6 + 1
     assert "adding/halves T=5 rnn/builtin seed 0" in lines[0]
-    assert lines[-1].endswith("6 runs, 0 already recorded in " + f"{out}/runs.csv, 6 to run")
+    assert lines[-1].endswith("6 runs, 0 already recorded in " + f"{out}/runs.csv, 6 to run "
+                              "(60 training steps)")  # 6 runs x 10 steps
     assert not out.exists()
 
 
