@@ -26,3 +26,27 @@ def test_the_check_fails_when_a_number_changes(tmp_path, monkeypatch):
     monkeypatch.setitem(main.__globals__, "HERE", tmp_path)
     monkeypatch.setitem(main.__globals__, "render", lambda: text)
     assert main(["--check"]) == 1
+
+
+def _sweep_minutes(path: Path, task: str | None = None) -> int:
+    """Minutes from the first run's start to the last run's end, as the README rounds them."""
+    import pandas as pd
+
+    runs = pd.read_csv(path)
+    if task is not None:
+        runs = runs[runs["task"] == task]
+    start = pd.to_datetime(runs["started_at"])
+    end = start + pd.to_timedelta(runs["wall_s"], unit="s")
+    return round((end.max() - start.min()).total_seconds() / 60)
+
+
+def test_readme_sweep_times_are_the_committed_runs_wall_times():
+    readme = (RESULTS.parent / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines()
+            if line.startswith("| `tasks/")}
+    expected = {"`tasks/adding.toml`": _sweep_minutes(RESULTS / "runs.csv", "adding"),
+                "`tasks/delayed_recall.toml`": _sweep_minutes(RESULTS / "runs.csv",
+                                                              "delayed_recall"),
+                "`tasks/fixes.toml`": _sweep_minutes(RESULTS / "fixes" / "runs.csv")}
+    for spec, minutes in expected.items():
+        assert f"measured {minutes} min" in rows[spec], (spec, minutes)
