@@ -9,7 +9,9 @@ problem at T = 500 took 3.7-4.5 s per training step, and 0.39-0.40 s with denorm
 (docs/references.md section 7). Flushing (the FTZ/DAZ modes, through
 ``torch.set_flush_denormal``) turns such values into zeros: they are below float32's normal range,
 which the gradient probe reports as underflow anyway, and arithmetic on normal numbers is
-unchanged.
+unchanged. The mode is the process's: it also turns Python's and NumPy's float64 numbers below
+2.2e-308 into zeros, and code that relies on subnormal numbers (the hypothesis test library, for
+one) refuses to run in such a process.
 
 The seqbench commands that compute (``run``, ``sweep`` and its workers, Ray tasks, ``grads``,
 ``bench``) call ``flush()`` before their work; ``SEQBENCH_DENORMALS=keep`` in the environment keeps

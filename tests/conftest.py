@@ -12,3 +12,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def keep_denormals(monkeypatch):
+    """Commands run in this process (CliRunner) would flush denormals to zero for the whole
+    process (seqbench.denormals), and other code relies on them: hypothesis refuses to draw floats
+    when 5e-324 compares as 0. In-process commands keep them; tests/test_denormals.py checks the
+    flushing in subprocesses with their own environment."""
+    monkeypatch.setenv("SEQBENCH_DENORMALS", "keep")
+    yield
+    if torch.set_flush_denormal(False):  # undo a flush that happened anyway (e.g. force=True)
+        from seqbench import denormals
+
+        denormals._state = "keep"
