@@ -380,12 +380,20 @@ def long_lags() -> str:
     runs = _runs(path)
     improving = int((runs["still_improving"].map(lambda v: str(v) == "True")
                      & ~runs["solved"].map(lambda v: str(v) == "True")).sum())
+    default = board[(board["label"] == "lstm") & (board["seq_len"] == 500)]
+    users = ("The user's own command, `seqbench run --task adding --cell lstm --seq-len 500` (the "
+             "`lstm` arm at T = 500): " + (
+                 f"{int(default.iloc[0]['n_seeds'])} seed(s) recorded, solve rate "
+                 f"{_rate(default.iloc[0])}." if len(default) else
+                 "no seed recorded yet (its runs were restarted after the denormal fix, "
+                 "README.md, Performance; `--profile cpu_t500` resumes them)."))
     return ("\n## 5. Long lags (in progress)\n\n"
             "`tasks/long.toml`, the runs recorded so far (the sweep accumulates over sittings: "
             "`seqbench sweep tasks/long.toml --workers 2 --out results/long`); H = 128, "
             "Adam 1e-3, at most 10,000 steps.\n\n"
             + _table(["arm", "T", "seeds", "solved", "loss / baseline", "KM median step"], rows)
-            + f"\n{improving} unsolved runs were still improving at the end of their budget.\n")
+            + f"\n{improving} unsolved runs were still improving at the end of their budget. "
+            + users + "\n")
 
 
 def provenance() -> str:

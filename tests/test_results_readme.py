@@ -47,6 +47,7 @@ def test_readme_sweep_times_are_the_committed_runs_wall_times():
     expected = {"`tasks/adding.toml`": _sweep_minutes(RESULTS / "runs.csv", "adding"),
                 "`tasks/delayed_recall.toml`": _sweep_minutes(RESULTS / "runs.csv",
                                                               "delayed_recall"),
+                "`tasks/copy.toml`": _sweep_minutes(RESULTS / "runs.csv", "copy"),
                 "`tasks/fixes.toml`": _sweep_minutes(RESULTS / "fixes" / "runs.csv")}
     for spec, minutes in expected.items():
         assert f"measured {minutes} min" in rows[spec], (spec, minutes)
