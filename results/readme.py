@@ -405,10 +405,14 @@ def provenance() -> str:
         df = read_results(path)
         commits = ", ".join(f"`{c}` ({n})" for c, n in df["git_commit"].value_counts().items())
         versions = ", ".join(sorted(set(df["torch_version"].astype(str))))
-        rows.append([f"`{name}`", str(len(df)), commits, versions])
+        modes = (df["denormals"].fillna("keep") if "denormals" in df else
+                 pd.Series(["keep"] * len(df)))
+        denormal = ", ".join(f"{m} ({n})" for m, n in modes.value_counts().items())
+        rows.append([f"`{name}`", str(len(df)), commits, versions, denormal])
     return ("\n## Provenance\n\nEach row names its commit (a `+dirty` suffix would mark "
-            "uncommitted changes to `seqbench/`):\n\n"
-            + _table(["file", "rows", "commits (rows)", "torch"], rows))
+            "uncommitted changes to `seqbench/`) and whether denormals were flushed "
+            "(README.md, Performance; rows from before the column existed computed with them):\n\n"
+            + _table(["file", "rows", "commits (rows)", "torch", "denormals (rows)"], rows))
 
 
 def regenerating() -> str:
