@@ -336,3 +336,12 @@ def test_cli_select(lr_csv, runs_csv, tmp_path):
     assert result.exit_code == 2 and result.output.startswith("Error: --select needs validation")
     assert result.output.count("\n") == 1
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_selected_figures_get_their_own_default_file_name(tmp_path):
+    from seqbench.cli.plot import _runs_figure_output
+
+    runs = tmp_path / "runs.csv"
+    assert _runs_figure_output(None, str(runs), "solve_rate", None).name == "solve_rate.png"
+    assert _runs_figure_output(None, str(runs), "solve_rate", "adding", ("lr",)).name == \
+        "solve_rate_adding_lr_selected.png"

@@ -93,11 +93,15 @@ def decay(sources, output, task, seq_len, labels, at, by_family, reference, laye
 # -- run results: solve rate, loss / baseline, learning curves (seqbench.plots.runs) ----------------
 
 
-def _runs_figure_output(output: str | None, runs_csv: str, name: str, task: str | None):
+def _runs_figure_output(output: str | None, runs_csv: str, name: str, task: str | None,
+                        select=()):
+    """``-o``, or ``figures/<name>[_<task>][_<keys>_selected].png`` beside the runs CSV (a figure
+    of the selected configurations never overwrites the one of all of them)."""
     from seqbench.plots import output_path
 
     if output is None:
-        output = Path(runs_csv).parent / "figures" / (f"{name}_{task}.png" if task else f"{name}.png")
+        parts = [name] + ([task] if task else []) + ([*select, "selected"] if select else [])
+        output = Path(runs_csv).parent / "figures" / ("_".join(parts) + ".png")
     return output_path(output)
 
 
@@ -132,7 +136,7 @@ def solve_rate(runs_csv, output, task, title, select):
     """
     from seqbench.plots.runs import solve_rate_figure
 
-    path = _runs_figure_output(output, runs_csv, "solve_rate", task)
+    path = _runs_figure_output(output, runs_csv, "solve_rate", task, select)
     save_figure(solve_rate_figure(runs_csv, task=task, title=title, select=select), path)
 
 
@@ -155,7 +159,7 @@ def loss(runs_csv, output, task, title, select):
     """
     from seqbench.plots.runs import loss_figure
 
-    path = _runs_figure_output(output, runs_csv, "loss", task)
+    path = _runs_figure_output(output, runs_csv, "loss", task, select)
     save_figure(loss_figure(runs_csv, task=task, title=title, select=select), path)
 
 
@@ -231,5 +235,5 @@ def solved(runs_csv, output, task, title, select):
     """
     from seqbench.plots.runs import solved_figure
 
-    path = _runs_figure_output(output, runs_csv, "solved", task)
+    path = _runs_figure_output(output, runs_csv, "solved", task, select)
     save_figure(solved_figure(runs_csv, task=task, title=title, select=select), path)
