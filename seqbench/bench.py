@@ -41,6 +41,7 @@ from seqbench.fused import WORKSPACE
 from seqbench.model import SequenceModel, build_model
 from seqbench.provenance import environment, kernel, resolve_device
 from seqbench.tasks import Batch, Task, make_task
+from seqbench.train import synchronize
 
 BENCH_COLUMNS = [
     "bench_id", "started_at", "task", "cell", "impl", "kernel", "seq_len", "total_steps",
@@ -111,11 +112,6 @@ class Timings:
     def min(self, impl: str, kind: str, T: int) -> float:
         s = self.samples.get((impl, kind, T))
         return min(s) if s else float("nan")
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _load() -> float:
@@ -195,10 +191,10 @@ def time_round_robin(fns: dict, repeats: int, warmup: int, device: torch.device)
         for r in range(repeats):
             for key in keys if r % 2 == 0 else reversed(keys):
                 gc.collect()
-                _synchronize(device)
+                synchronize(device)
                 t0 = time.perf_counter()
                 fns[key]()
-                _synchronize(device)
+                synchronize(device)
                 timings.samples[key].append(time.perf_counter() - t0)
     finally:
         if gc_was_enabled:

@@ -33,6 +33,7 @@ import torch
 
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
+from seqbench.train import synchronize
 
 #: timed training steps per group, after ``WARMUP_STEPS``; the median is used
 STEP_REPEATS = 3
@@ -169,12 +170,10 @@ def _timed(fn: Callable[[], object], device: torch.device, repeats: int = 1) -> 
     times = []
     try:
         for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
             t0 = time.perf_counter()
             fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
             times.append(time.perf_counter() - t0)
     finally:
         if enabled:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -67,8 +68,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _n_params(task: Task, cell: CellConfig, hidden: int, seq_len: int) -> int:
-    from dataclasses import replace
-
     return count_parameters(build_model(task, replace(cell, hidden=hidden), 0, seq_len))
 
 

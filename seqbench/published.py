@@ -29,7 +29,6 @@ from seqbench.spec import Spec
 
 #: a loss at or above this fraction of the memoryless baseline counts as "at the baseline"
 BASELINE_LEVEL = 0.9
-FINISHED = ("ok", "diverged")
 COLUMNS = ["arm", "paper", "source", "task", "variant", "seq_len", "cell", "setting",
            "metric", "published_value", "published_ratio", "published_outcome",
            "n_seeds", "n_solved", "solve_rate", "solve_rate_lo", "solve_rate_hi",
@@ -59,23 +58,20 @@ def _finished_rows(runs_csv: Path | None) -> pd.DataFrame:
     """The finished rows of ``runs_csv`` (empty when there is no such file yet), each config once."""
     if runs_csv is None or not Path(runs_csv).is_file():
         return pd.DataFrame(columns=["config_id", "status", "solved", "final_loss", "loss_ratio"])
+    from seqbench.leaderboard import finished_runs
     from seqbench.results import read_results
 
     df = read_results(runs_csv)
     if "config_id" not in df.columns or "status" not in df.columns:
         raise ConfigError(f"{runs_csv} is not a seqbench runs file (no config_id/status columns)")
-    df = df[df["status"].isin(FINISHED)]
-    return df.drop_duplicates("config_id", keep="last")
-
-
-def _solved(values: pd.Series) -> pd.Series:
-    return values.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
+    return finished_runs(df).drop_duplicates("config_id", keep="last")
 
 
 def compare(spec: Spec, runs_csv: str | os.PathLike | None, profile: str | None = None
             ) -> pd.DataFrame:
     """One row per published result of ``spec``: the paper's number and outcome, ours (from the
     runs of ``profile`` recorded in ``runs_csv``), and whether they agree (module docstring)."""
+    from seqbench.leaderboard import solved_mask
     from seqbench.stats import wilson_interval
     from seqbench.tasks import make_task
 
@@ -95,7 +91,7 @@ def compare(spec: Spec, runs_csv: str | os.PathLike | None, profile: str | None 
         mine = rows[rows["config_id"].isin({c.config_id() for c in cfgs})]
         ratios = pd.to_numeric(mine["loss_ratio"], errors="coerce")
         losses = pd.to_numeric(mine["final_loss"], errors="coerce")
-        solved = _solved(mine["solved"]) if len(mine) else pd.Series(dtype=bool)
+        solved = solved_mask(mine) if len(mine) else pd.Series(dtype=bool)
         n, k = len(mine), int(solved.sum())
         lo, hi = wilson_interval(k, n) if n else (math.nan, math.nan)
         median_ratio = float(ratios.median()) if ratios.notna().any() else math.nan

@@ -77,8 +77,9 @@ def summary_line(cfg: RunConfig, result: TrainResult, baseline: float) -> str:
     if result.solved:
         outcome = f"solved at step {result.solved_step}"
     elif result.val_solved:
-        outcome = (f"validation solved at step {result.steps_taken}, test not (criterion missed "
-                   "on the test set)")
+        # (steps_taken is where it stopped, not where validation first met the criterion)
+        outcome = (f"not solved in {result.steps_taken} steps: the validation set met the "
+                   "criterion, the test set did not")
     else:
         outcome = f"not solved in {result.steps_taken} steps"
         if result.still_improving:

@@ -68,7 +68,8 @@ class TrainResult:
         return self.sequences_seen / self.train_seconds if self.train_seconds > 0 else float("nan")
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU. Around every timed call."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -215,7 +216,7 @@ class Trainer:
         """One optimizer step; returns the training loss (NaN or inf: the step was not taken)."""
         cfg = self.cfg
         batch = self.task.sample(cfg.seq_len, cfg.batch_size, self.train_gen).to(self.device)
-        _synchronize(self.device)
+        synchronize(self.device)
         t0 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.task.loss(self.model(batch.inputs, self.readout), batch.targets)
@@ -226,7 +227,7 @@ class Trainer:
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             return float("nan")
         self.optimizer.step()
-        _synchronize(self.device)
+        synchronize(self.device)
         self.train_seconds += time.perf_counter() - t0
         self.loss_sum += loss_value
         self.grad_sum += grad_norm

@@ -259,6 +259,10 @@ def test_solved_needs_the_test_set_too(monkeypatch):
     assert result.val_solved and result.steps_taken == 10  # stopped by validation at step 10
     assert not result.solved and result.solved_step is None
     assert result.final.loss == 0.5
+    from seqbench.runner import summary_line
+
+    line = summary_line(tiny(steps=40), result, 1 / 6)
+    assert "not solved in 10 steps: the validation set met the criterion, the test set did not" in line
 
 
 def _curve(losses):
