@@ -34,10 +34,10 @@ from datetime import datetime, timezone
 
 import torch
 
-from seqbench.cells import CellConfig
-from seqbench.choices import CELLS, IMPLS, TASKS
+from seqbench.cells import CellConfig, cell_names, check_cell_name
+from seqbench.cells.fused import WORKSPACE
+from seqbench.choices import IMPLS, TASKS
 from seqbench.errors import ConfigError
-from seqbench.fused import WORKSPACE
 from seqbench.model import SequenceModel, build_model
 from seqbench.provenance import environment, kernel, resolve_device
 from seqbench.tasks import Batch, Task, make_task
@@ -59,7 +59,7 @@ BENCH_COLUMNS = [
 class BenchConfig:
     """What ``seqbench bench`` measures. The defaults are the project's reference grid."""
 
-    cells: tuple[str, ...] = CELLS
+    cells: tuple[str, ...] = ("rnn", "lstm", "gru")  # any registered cells; these: the twins
     impls: tuple[str, ...] = IMPLS
     seq_lens: tuple[int, ...] = (100, 1000)
     batch: int = 64
@@ -76,12 +76,15 @@ class BenchConfig:
     seed: int = 0
 
     def validate(self) -> BenchConfig:
-        for name, values, allowed in (("cell", self.cells, CELLS), ("impl", self.impls, IMPLS)):
-            if not values:
-                raise ConfigError(f"no {name} given; allowed: {', '.join(allowed)}")
-            bad = [v for v in values if v not in allowed]
-            if bad:
-                raise ConfigError(f"unknown {name} {bad[0]!r}; allowed: {', '.join(allowed)}")
+        if not self.cells:
+            raise ConfigError(f"no cell given; allowed: {', '.join(cell_names())}")
+        for cell in self.cells:
+            check_cell_name(cell)
+        if not self.impls:
+            raise ConfigError(f"no impl given; allowed: {', '.join(IMPLS)}")
+        bad = [v for v in self.impls if v not in IMPLS]
+        if bad:
+            raise ConfigError(f"unknown impl {bad[0]!r}; allowed: {', '.join(IMPLS)}")
         if self.task not in TASKS:
             raise ConfigError(f"unknown task {self.task!r}; allowed: {', '.join(TASKS)}")
         if not self.seq_lens:
@@ -281,7 +284,11 @@ def run_bench(cfg: BenchConfig, on_group: Callable[[list[dict]], None] | None = 
             WORKSPACE.clear()  # each cell's groups start from the same empty buffer pool
             models = {}
             for impl in cfg.impls:
-                cell_cfg = CellConfig(cell=cell, impl=impl, hidden=cfg.hidden, layers=cfg.layers)
+                cell_cfg = CellConfig(cell=cell, impl=impl, hidden=cfg.hidden,
+                                      layers=cfg.layers).validate()
+                impl = cell_cfg.impl  # "hand" for a cell without a torch.nn twin
+                if impl in models:
+                    continue
                 model = build_model(task, cell_cfg, cfg.seed).to(device)
                 capturable = _graphed(cfg, impl, device)
                 models[impl] = (model, torch.optim.Adam(model.parameters(), lr=1e-3,

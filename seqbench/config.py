@@ -12,8 +12,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from seqbench.cells import CellConfig
 from seqbench.choices import CLIP_MODES, DEVICES, OPTIMIZERS  # optimizers: train.make_optimizer
 from seqbench.errors import ConfigError
-from seqbench.model import hidden_for_params
-from seqbench.tasks import make_task
 
 #: fields that say where and how fast a run executes, not what it computes: not in its identity
 ENVIRONMENT_FIELDS = ("device", "threads")
@@ -45,10 +43,12 @@ class RunConfig:
     threads: int | None = None  # torch intra-op threads; None = torch's default
 
     def validate(self) -> RunConfig:
-        """Check every field; return the config with the task variant resolved."""
+        """Check every field; return the config with the task variant and the cell resolved."""
+        from seqbench.model import hidden_for_params  # torch: only when a run is checked
+        from seqbench.tasks import make_task
+
         task = make_task(self.task, self.variant)
         task.check_seq_len(self.seq_len)
-        self.cell.validate()
         checks = [
             (self.optimizer in OPTIMIZERS,
              f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}"),
@@ -69,7 +69,7 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        cell = self.cell
+        cell = self.cell.validate()
         if self.match_params:  # the hidden size is derived, so the row's `hidden` says what ran
             cell = replace(cell, hidden=hidden_for_params(task, cell, self.match_params,
                                                           self.seq_len))

@@ -185,7 +185,7 @@ def measure_group(cfg: RunConfig, device: torch.device, threads: int) -> Timing:
     """Time ``cfg``'s training step (``WARMUP_STEPS`` warm-up steps, then the median of
     ``STEP_REPEATS``) and one validation evaluation (after a warm-up one), with ``threads`` torch
     threads (restored)."""
-    from seqbench.fused import WORKSPACE
+    from seqbench.cells.fused import WORKSPACE
     from seqbench.train import Trainer, evaluate
 
     old_threads = torch.get_num_threads()

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from seqbench import seeding
-from seqbench.cells import CellConfig, options_label
+from seqbench.cells import CellConfig, cell_class, options_label
 from seqbench.model import SequenceModel, build_model
 from seqbench.probe import UNDERFLOW, LagCurve, decay_factor, horizon_bracket, probe
 from seqbench.provenance import environment
@@ -174,18 +174,21 @@ def read_grads(paths) -> pd.DataFrame:
 def cell_grid(cells, impls, hidden=128, layers=1, nonlinearities=(), inits=("default",),
               init_gains=(1.0,), forget_biases=(), chrono=False, norms=("none",),
               residual=False) -> list[CellConfig]:
-    """The cross product of the given options, each applied only to the cells it concerns:
-    nonlinearities to rnn, forget biases to lstm, chrono to lstm and gru. Every config is
-    validated (an option an implementation cannot express is a ConfigError)."""
+    """The cross product of the given options, each applied only to the cells it concerns (the
+    cell's class says which): nonlinearities to cells with a choice of them (rnn), forget biases
+    to cells with a forget gate (lstm), chrono to cells with a forget or update gate (lstm, gru).
+    Every config is validated (an option an implementation cannot express is a ConfigError)."""
     configs = []
     for cell in cells:
-        nls = (nonlinearities or ("tanh",)) if cell == "rnn" else ("tanh",)
-        fbs = (forget_biases or (None,)) if cell == "lstm" else (None,)
+        cls = cell_class(cell)
+        nls = (nonlinearities or (None,)) if len(cls.nonlinearities) > 1 else (None,)
+        fbs = (forget_biases or (None,)) if "forget" in cls.gate_bias else (None,)
+        chrono_here = chrono and bool({"forget", "update"} & set(cls.gate_bias))
         for impl, nl, init, gain, fb, norm in itertools.product(impls, nls, inits, init_gains, fbs,
                                                                   norms):
             configs.append(CellConfig(
                 cell=cell, impl=impl, hidden=hidden, layers=layers, nonlinearity=nl, init=init,
-                init_gain=gain, forget_bias=fb, chrono=chrono and cell != "rnn", norm=norm,
+                init_gain=gain, forget_bias=fb, chrono=chrono_here, norm=norm,
                 residual=residual,
             ).validate())
     return list(dict.fromkeys(configs))  # drop duplicates, keep order

@@ -35,7 +35,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqbench.cells import GATES
 from seqbench.choices import INITS  # noqa: F401  (re-exported)
 
 #: std of the IRNN's non-recurrent weights (Le et al. 2015, section 4)
@@ -55,34 +54,42 @@ def _init_block(block: torch.Tensor, scheme: str) -> None:
 
 
 @torch.no_grad()
-def apply_init(rnn: nn.Module, mode: str, num_layers: int, hidden: int, init: str = "default",
+def apply_init(rnn: nn.Module, cell: type, num_layers: int, hidden: int, init: str = "default",
                gain: float = 1.0, forget_bias: float | None = None, chrono_tmax: int = 0) -> None:
-    """Apply the schemes above to a built-in or hand-written stack (nn.LSTM parameter names)."""
+    """Apply the schemes above to a built-in or hand-written stack (nn.LSTM parameter names).
+
+    ``cell`` is the cell's class (seqbench.cells.base.Cell): the schemes ask it how many gate
+    blocks its ``weight_hh`` stacks (``recurrent_blocks``) and where its gates' biases sit
+    (``gate_bias``); CellConfig.validate has refused the remedies a cell cannot take."""
     H = hidden
+    gates = cell.gate_bias
+    if not cell.recurrent_blocks and not gates:
+        return  # nothing a scheme could act on (CellConfig allows only the defaults here)
     for layer in range(num_layers):
-        w_hh = getattr(rnn, f"weight_hh_l{layer}")
+        w_hh = getattr(rnn, f"weight_hh_l{layer}", None)
         b_ih = getattr(rnn, f"bias_ih_l{layer}", None)
         b_hh = getattr(rnn, f"bias_hh_l{layer}", None)
-        for g in range(GATES[mode]):
+        for g in range(cell.recurrent_blocks):
             _init_block(w_hh[g * H : (g + 1) * H], init)
-        if gain != 1.0:
+        if gain != 1.0 and w_hh is not None:
             w_hh.mul_(gain)
         if init == "irnn":  # drawn from the global RNG: same draws for builtin and hand
             nn.init.normal_(getattr(rnn, f"weight_ih_l{layer}"), 0.0, IRNN_INPUT_STD)
         if init in ("identity", "irnn") and b_ih is not None:
             b_ih.zero_()
             b_hh.zero_()
-        if mode == "lstm" and forget_bias is not None and b_ih is not None:
-            b_ih[H : 2 * H] = forget_bias  # gates i, f, g, o
-            b_hh[H : 2 * H] = 0.0
+        if forget_bias is not None and b_ih is not None:
+            f = gates["forget"] * H
+            b_ih[f : f + H] = forget_bias
+            b_hh[f : f + H] = 0.0
         if chrono_tmax and b_ih is not None:
             u = torch.empty(H).uniform_(1.0, max(chrono_tmax - 1.0, 1.0 + 1e-6))
             log_u = torch.log(u).to(b_ih)
-            if mode == "lstm":
-                b_ih[H : 2 * H] = log_u  # forget gate
-                b_ih[0:H] = -log_u  # input gate
-                b_hh[0 : 2 * H] = 0.0
-            elif mode == "gru":
-                b_ih[H : 2 * H] = log_u  # update gate z (gates r, z, n)
-                b_hh[H : 2 * H] = 0.0
+            keep = gates["forget"] if "forget" in gates else gates["update"]
+            b_ih[keep * H : (keep + 1) * H] = log_u  # the gate that keeps the old state
+            b_hh[keep * H : (keep + 1) * H] = 0.0
+            if "input" in gates:  # the LSTM's input gate: b_i = -b_f
+                i = gates["input"] * H
+                b_ih[i : i + H] = -log_u
+                b_hh[i : i + H] = 0.0
 

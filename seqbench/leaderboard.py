@@ -70,8 +70,8 @@ import numpy as np
 import pandas as pd
 
 from seqbench import stats
-from seqbench.cells import CellConfig
-from seqbench.choices import CELLS, IMPLS, TASKS
+from seqbench.cells import CellConfig, cell_names
+from seqbench.choices import IMPLS, TASKS
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
 from seqbench.results import read_results
@@ -159,6 +159,9 @@ def _text(v) -> str:
 def _defaults() -> dict[str, str]:
     """Column -> default value (as text) of every RunConfig / CellConfig field."""
     d = {f.name: f.default for f in fields(CellConfig)}
+    # None means "the cell's own": tanh for rnn, lstm and gru; a cell with another fixed one
+    # records it in all its rows alike, so it never reorders them
+    d["nonlinearity"] = "tanh"
     d.update({COLUMN_NAMES.get(f.name, f.name): f.default for f in fields(RunConfig)
               if f.name != "cell" and not isinstance(f.default, type(MISSING))})
     return {k: _text(v) for k, v in d.items()}
@@ -184,10 +187,10 @@ def _changes(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
 
 
 def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Sorted for reading: task and variant; cell (rnn, lstm, gru); the configurations with the
+    """Sorted for reading: task and variant; cell (registry order); the configurations with the
     fewest changes from the defaults first (a spec's reference arm before its fixes); label;
     implementation; the other keys; seq_len."""
-    orders = {"task": TASKS, "cell": CELLS, "impl": IMPLS}
+    orders = {"task": TASKS, "cell": cell_names(), "impl": IMPLS}
 
     def sort_key(col: pd.Series) -> pd.Series:
         if col.name in orders:

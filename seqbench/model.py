@@ -8,7 +8,8 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from seqbench.cells import CellConfig, make_recurrent, run_builtin_residual
+from seqbench.cells import CellConfig, cell_class
+from seqbench.cells.stack import make_recurrent, run_builtin_residual
 from seqbench.init import apply_init
 from seqbench.normcells import NormRNN
 from seqbench.tasks import Task
@@ -23,12 +24,13 @@ class SequenceModel(nn.Module):
 
     def __init__(self, input_size: int, output_size: int, cell: CellConfig, max_steps: int = 1):
         super().__init__()
+        cell = cell.validate()
         self.cell_config = cell
         if cell.norm != "none":  # per-step batch-norm statistics are kept for max_steps steps
             self.rnn = NormRNN(cell.cell, input_size, cell.hidden, cell.layers, cell.nonlinearity,
                                norm=cell.norm, max_steps=max_steps, residual=cell.residual)
         else:
-            self.rnn = make_recurrent(cell, input_size)
+            self.rnn = make_recurrent(cell, input_size, max_steps)
         self.readout = nn.Linear(cell.hidden, output_size)
 
     def hidden_states(self, x: Tensor) -> Tensor:
@@ -51,13 +53,14 @@ def build_model(task: Task, cell: CellConfig, init_seed: int, seq_len: int | Non
     number of steps of the sequence (the longest dependency it can hold), and by recurrent batch
     normalization, which keeps statistics for each of those steps.
     """
+    cell = cell.validate()
     if (cell.chrono or cell.norm.startswith("batch")) and seq_len is None:
         raise ValueError("chrono initialization and batch norm need the sequence length")
     max_steps = task.total_steps(seq_len) if seq_len is not None else 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         model = SequenceModel(task.input_size, task.output_size, cell, max_steps)
-        apply_init(model.rnn, cell.cell, cell.layers, cell.hidden, init=cell.init,
+        apply_init(model.rnn, cell_class(cell.cell), cell.layers, cell.hidden, init=cell.init,
                    gain=cell.init_gain, forget_bias=cell.forget_bias,
                    chrono_tmax=max_steps if cell.chrono else 0)
     return model

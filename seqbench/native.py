@@ -3,7 +3,7 @@
 The hand-written LSTM's per-step pointwise work is some 20 torch calls per step, each costing
 2-4 us of dispatch here: more than its arithmetic, and what kept the hand LSTM 1.4x slower than
 oneDNN's fused kernel on the CPU (README.md, Performance). ``csrc/lstm_cpu.cpp`` does the same
-arithmetic with the same formulas in one vectorized pass per step and direction; seqbench.fused
+arithmetic with the same formulas in one vectorized pass per step and direction; seqbench.cells.lstm
 uses it for float32 LSTMs on the CPU when it is available, and its own torch calls otherwise
 (float64, CUDA, no compiler). Both paths are tested against each other and against nn.LSTM.
 

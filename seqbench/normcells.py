@@ -49,13 +49,14 @@ the normalization.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqbench.cells import ACTIVATIONS, GATES, HandRNN, record_grad_norm
+from seqbench.cells import cell_class
+from seqbench.cells.base import ACTIVATIONS, record_grad_norm
+from seqbench.cells.gru import gru_update
+from seqbench.cells.stack import HandRNN
 from seqbench.choices import NORMS
 from seqbench.errors import ConfigError
 
@@ -64,14 +65,12 @@ BN_MOMENTUM = 0.1
 BN_GAIN_INIT = 0.1  # Cooijmans et al. 2017, section 4
 #: the norms a NormRNN implements ("none" is HandRNN itself)
 NORM_MODES = tuple(n for n in NORMS if n != "none")
-#: norms that exist for some cells only
-RNN_ONLY_NORMS = ("layer_split",)
 
 
 def norm_parts(norm: str, mode: str, hidden: int) -> dict[str, int]:
     """The tensors ``norm`` normalizes in a ``mode`` cell, with their sizes: ``a`` the summed
     pre-activation, ``ih`` / ``hh`` the input / recurrent projection, ``c`` the LSTM cell state."""
-    G, H = GATES[mode] * hidden, hidden
+    G, H = cell_class(mode).recurrent_blocks * hidden, hidden
     cell_state = {"c": H} if mode == "lstm" else {}
     if norm == "layer":
         return {"a": H} if mode == "rnn" else {"ih": G, "hh": G, **cell_state}
@@ -88,7 +87,7 @@ def ln_groups(mode: str, part: str, hidden: int) -> tuple[int, ...]:
     (Ba et al. 2016, supplementary: the layer-normalized GRU)."""
     if mode == "gru" and part in ("ih", "hh"):
         return (2 * hidden, hidden)
-    return (norm_parts("layer", mode, hidden).get(part, GATES[mode] * hidden),)
+    return (norm_parts("layer", mode, hidden).get(part, cell_class(mode).recurrent_blocks * hidden),)
 
 
 class NormRNN(HandRNN):
@@ -101,8 +100,8 @@ class NormRNN(HandRNN):
                          residual=residual)
         if norm not in NORM_MODES:
             raise ConfigError(f"unknown norm {norm!r}; allowed: {', '.join(NORM_MODES)}")
-        if norm in RNN_ONLY_NORMS and mode != "rnn":
-            raise ConfigError(f"norm {norm!r} applies to cell 'rnn' only, not {mode!r}")
+        if norm not in self.cells[0].norms:
+            raise ConfigError(f"norm {norm!r} does not apply to cell {mode!r}")
         self.norm = norm
         self.kind = "layer" if norm.startswith("layer") else "batch"
         self.max_steps = max(int(max_steps), 1)
@@ -127,12 +126,9 @@ class NormRNN(HandRNN):
         self.register_buffer(f"bn_{part}_mean_l{layer}", torch.zeros(self.max_steps, size))
         self.register_buffer(f"bn_{part}_var_l{layer}", torch.ones(self.max_steps, size))
 
-    def reset_parameters(self) -> None:
-        """The plain cell's weights as HandRNN draws them (norm parameters keep their init)."""
-        stdv = 1.0 / math.sqrt(self.hidden_size)
-        for name, weight in self.named_parameters():
-            if name.startswith(("weight_", "bias_")):
-                nn.init.uniform_(weight, -stdv, stdv)
+    def layer_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        p = self.layer_params(layer)
+        return p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]
 
     # -- normalizers ----------------------------------------------------------------------------
     def _get(self, name: str, layer: int):
@@ -187,7 +183,8 @@ class NormRNN(HandRNN):
         return out + bias if bias is not None else out
 
     # -- one layer over the sequence (HandRNN.forward runs the stack) --------------------------
-    def _layer(self, layer: int, x: Tensor, h: Tensor, c: Tensor | None, norms: dict):
+    def _layer(self, layer: int, x: Tensor, state: tuple[Tensor, ...], norms: dict):
+        h, c = state if self.mode == "lstm" else (state[0], None)
         if "a" in self.parts:
             return self._summed_rnn_layer(layer, x, h, norms)
         w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
@@ -206,17 +203,12 @@ class NormRNN(HandRNN):
                 c_out = self._norm_step(c, "c", layer, t) if "c" in self.parts else c
                 h = torch.sigmoid(outgate) * torch.tanh(c_out)
             elif self.mode == "gru":
-                x_r, x_z, x_n = (xp_t + b_ih).chunk(3, 1)
-                h_r, h_z, h_n = (hp + b_hh).chunk(3, 1)
-                resetgate = torch.sigmoid(x_r + h_r)
-                updategate = torch.sigmoid(x_z + h_z)
-                newgate = torch.tanh(x_n + resetgate * h_n)
-                h = newgate + updategate * (h - newgate)
+                h = gru_update(xp_t + b_ih, hp + b_hh, h)
             else:
                 h = act(xp_t + hp + b_ih + b_hh)
             record_grad_norm(h, norms.get("h"), t)
             outputs.append(h)
-        return torch.stack(outputs), h, c
+        return torch.stack(outputs), ((h, c) if c is not None else (h,))
 
     def _summed_rnn_layer(self, layer: int, x: Tensor, h: Tensor, norms: dict):
         """Ba et al. 2016, eq. 4: h_t = f(g / sigma_t * (a_t - mu_t) + b), with
@@ -231,7 +223,7 @@ class NormRNN(HandRNN):
             h = act(self._norm_step(a, "a", layer, t) + bias)
             record_grad_norm(h, norms.get("h"), t)
             outputs.append(h)
-        return torch.stack(outputs), h, None
+        return torch.stack(outputs), (h,)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", norm={self.norm}"

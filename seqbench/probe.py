@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from seqbench.cells import HandRNN, builtin_layers
+from seqbench.cells.stack import HandRNN, builtin_layers
 from seqbench.model import SequenceModel
 from seqbench.tasks import Batch, Task
 
@@ -133,12 +133,12 @@ def _query_loss(model: SequenceModel, task: Task, batch: Batch, seq_len: int, h_
     return task.loss(logits, batch.targets[r : r + 1]) * h_query.shape[0]
 
 
-def _curves(layer_norms: list[dict[str, Tensor]], lags: np.ndarray, lstm: bool) -> list[LagCurve]:
+def _curves(layer_norms: list[dict[str, Tensor]], lags: np.ndarray) -> list[LagCurve]:
     """One curve per layer from its (K, B) per-sequence norms of dL/dh (and dL/dc), time order."""
     curves = []
     for layer, norms in enumerate(layer_norms):
         curve = LagCurve(layer, lags, *_batch_stats(norms["h"]))
-        if lstm:
+        if "c" in norms:
             curve.cell_grad_norm, curve.cell_grad_norm_median = _batch_stats(norms["c"])
         curves.append(curve)
     return curves
@@ -151,20 +151,19 @@ def probe_hand(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> 
     t_query = task.query_step(seq_len)
     x = batch.inputs[: t_query + 1]  # steps after t* cannot change the loss at t*
     S, B, _ = x.shape
-    L, H = rnn.num_layers, rnn.hidden_size
-    lstm = rnn.mode == "lstm"
-    keys = ("h", "c") if lstm else ("h",)
+    # h (what the curves are), and the LSTM's c; a cell's other states are not recorded
+    keys = [k for k in rnn.state_names if k in ("h", "c")]
     norms = [{k: torch.zeros(S, B, dtype=torch.float64, device=x.device) for k in keys}
-             for _ in range(L)]
-    # the initial state is what the loss is differentiated by; the weights are constants here
-    h0 = x.new_zeros(L, B, H, requires_grad=True)
-    hx = (h0, x.new_zeros(L, B, H)) if lstm else h0
+             for _ in range(rnn.num_layers)]
+    # the initial states are what the loss is differentiated by; the weights are constants here
+    hx = tuple(s.requires_grad_() for s in rnn.initial_state(B, x))
     weights = {name: p.detach() for name, p in rnn.named_parameters()}
-    out = functional_call(rnn, weights, (x, hx), {"grad_norms": norms})[0]
+    out = functional_call(rnn, weights, (x, hx if len(hx) > 1 else hx[0]),
+                          {"grad_norms": norms})[0]
     loss = _query_loss(model, task, batch, seq_len, out[t_query])
-    torch.autograd.grad(loss, h0, allow_unused=True)
+    torch.autograd.grad(loss, hx, allow_unused=True)
     # row t holds ||dL/dh_t||; lag k = t* - t (the curves are reversed into lag order)
-    return _curves(norms, np.arange(t_query + 1), lstm)
+    return _curves(norms, np.arange(t_query + 1))
 
 
 @torch.no_grad()
@@ -234,7 +233,7 @@ def probe_builtin(model: SequenceModel, task: Task, batch: Batch, seq_len: int,
             g["c"] = g["c"] + g["h"] * local[layer]
         layer_norms.append({k: _per_sequence_norms(v) for k, v in g.items()})
     # chunk i ends at step ends[i] = t* - lag: the norms are reversed into increasing lags
-    return _curves(layer_norms, np.asarray(sorted(lags)), lstm)
+    return _curves(layer_norms, np.asarray(sorted(lags)))
 
 
 def probe(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> list[LagCurve]:

@@ -40,19 +40,17 @@ def device_name(device: torch.device) -> str:
 
 def kernel(cell: str, impl: str, device: torch.device, norm: str = "none") -> str:
     """Which implementation actually runs the recurrence."""
-    if impl == "hand":  # normalized cells run the plain autograd loop, the others seqbench.fused
+    from seqbench.cells import cell_class
+
+    cls = cell_class(cell)
+    if impl == "hand":  # normalized cells run the plain autograd loop; the others ask the cell
         if norm != "none":
             return "hand (autograd)"
-        if cell == "lstm" and device.type == "cpu":
-            from seqbench import native
-
-            if native.available():  # float32 LSTM steps in seqbench.native's compiled kernel
-                return "hand (fused, native)"
-        return "hand (fused)"
+        return cls(1, 1).kernel(device)
     if device.type == "cuda":
         return "cudnn" if torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled else "aten"
     # On the CPU only nn.LSTM has a fused oneDNN path; nn.GRU and nn.RNN run an ATen loop.
-    if cell == "lstm" and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
+    if cls.builtin == "LSTM" and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
         return "onednn"
     return "aten"
 

@@ -134,7 +134,7 @@ BAD_INPUTS = {
     "seq-len negative": (["--seq-len", "-4"], ["1"]),
     "adding seq-len 1": (["--task", "adding", "--seq-len", "1"], ["2"]),
     "nonlinearity on lstm": (["--cell", "lstm", "--nonlinearity", "relu"], ["rnn"]),
-    "nonlinearity on gru": (["--cell", "gru", "--nonlinearity", "tanh"], ["rnn"]),
+    "nonlinearity on gru": (["--cell", "gru", "--nonlinearity", "relu"], ["rnn"]),
     "elu with builtin": (["--cell", "rnn", "--impl", "builtin", "--nonlinearity", "elu"],
                          ["tanh", "relu"]),
     "unknown nonlinearity": (["--cell", "rnn", "--nonlinearity", "swish"], ["tanh", "relu"]),

@@ -378,7 +378,7 @@ def test_spectral_radius_of_the_recurrent_inits_at_h128():
 @pytest.mark.parametrize("options,message", [
     ({"cell": "rnn", "init": "irnn"}, "nonlinearity 'relu'"),
     ({"cell": "lstm", "init": "irnn"}, "cell 'rnn'"),
-    ({"cell": "gru", "impl": "hand", "norm": "layer_split"}, "rnn' only"),
+    ({"cell": "gru", "impl": "hand", "norm": "layer_split"}, "not apply to cell 'gru'"),
     ({"cell": "rnn", "impl": "builtin", "norm": "batch_recurrent"}, "hand only"),
 ])
 def test_new_options_reject_what_they_cannot_express(options, message):

@@ -1,4 +1,4 @@
-"""seqbench.fused: gradient checks of the whole-sequence Functions, and parity of HandRNN (fused and
+"""seqbench.cells fast paths: gradient checks of the whole-sequence Functions, and parity of HandRNN (fused and
 unfused) with torch.nn.RNN/LSTM/GRU."""
 
 import pytest
@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.autograd import gradcheck
 
-from seqbench import fused
-from seqbench.cells import HandRNN, builtin_module
+from seqbench.cells import cell_class, elman, fused, gru, lstm
+from seqbench.cells.stack import HandRNN, builtin_module
 from seqbench.provenance import resolve_device
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -15,7 +15,7 @@ TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 TOL_CUDA = {torch.float32: 1e-4, torch.float64: 1e-10}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 #: (cell, activation) for every Function: the rnn with each activation, lstm, gru
-FUNCTIONS = [("rnn", a) for a in fused.ACTIVATIONS] + [("lstm", "tanh"), ("gru", "tanh")]
+FUNCTIONS = [("rnn", a) for a in cell_class("rnn").nonlinearities] + [("lstm", "tanh"), ("gru", "tanh")]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -53,10 +53,10 @@ def layer_inputs(cell, T, B=2, I=3, H=4, bias=True, norms=False, dtype=torch.flo
 
 def apply(cell, act, x, h0, c0, w_ih, w_hh, b_ih, b_hh, n_h=None, n_c=None):
     if cell == "lstm":
-        return fused.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, norms_h=n_h, norms_c=n_c)
+        return lstm.fused_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, norms_h=n_h, norms_c=n_c)
     if cell == "gru":
-        return fused.gru(x, h0, w_ih, w_hh, b_ih, b_hh, norms_h=n_h)
-    return fused.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, act, norms_h=n_h)
+        return gru.fused_layer(x, h0, w_ih, w_hh, b_ih, b_hh, norms_h=n_h)
+    return elman.fused_layer(x, h0, w_ih, w_hh, b_ih, b_hh, act, norms_h=n_h)
 
 
 def vnorm(g: torch.Tensor) -> torch.Tensor:
@@ -93,20 +93,16 @@ def test_recorded_norms_are_total_state_gradient_norms(cell, act):
     """norms_h[t] = ||dL/dh_t|| per sequence (and norms_c[t] = ||dL/dc_t||), the total gradient
     arriving at the state: equal to what the plain autograd layer records through tensor hooks,
     and at t = T-1, for a loss on the outputs alone, the norm of the loss's own gradient."""
-    from seqbench import cells
-
     inputs = layer_inputs(cell, T=6, norms=True, B=3, H=5, seed=1)
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, n_h, n_c = inputs
     weight = torch.randn(6, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     out = apply(cell, act, *inputs)[0]
     (out * weight).sum().backward()
     _, _, _, _, _, _, _, r_h, r_c = layer_inputs(cell, T=6, norms=True, B=3, H=5)
-    if cell == "lstm":
-        ref = cells.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, norms_h=r_h, norms_c=r_c)[0]
-    elif cell == "gru":
-        ref = cells.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, norms_h=r_h)[0]
-    else:
-        ref = cells.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, cells.ACTIVATIONS[act], norms_h=r_h)[0]
+    plain = cell_class(cell)(x.shape[2], h0.shape[1], act)  # the plain autograd layer
+    params = {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh}
+    state = (h0, c0) if cell == "lstm" else (h0,)
+    ref = plain.layer(params, x, state, {"h": r_h, "c": r_c})[0]
     (ref * weight).sum().backward()
     assert (r_h > 0).all()
     assert rel_err(n_h, r_h) < 1e-12
@@ -137,7 +133,7 @@ def test_second_backward_recomputes(cell, act):
 def test_norms_of_the_wrong_shape_are_refused():
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, _ = layer_inputs("gru", T=5)
     with pytest.raises(ValueError, match=r"norms_h must be a floating \(T, B\) = \(5, 2\)"):
-        fused.gru(x, h0, w_ih, w_hh, b_ih, b_hh, norms_h=torch.zeros(5, 2, 4))
+        gru.fused_layer(x, h0, w_ih, w_hh, b_ih, b_hh, norms_h=torch.zeros(5, 2, 4))
 
 
 def test_no_grad_forward_matches_and_keeps_nothing():
@@ -173,7 +169,7 @@ def test_workspace_reuses_blocks():
 
 def test_unknown_activation():
     with pytest.raises(ValueError, match="unknown activation"):
-        fused.rnn(*layer_inputs("rnn", T=2)[:2], *layer_inputs("rnn", T=2)[3:7], "sine")
+        elman.fused_layer(*layer_inputs("rnn", T=2)[:2], *layer_inputs("rnn", T=2)[3:7], "sine")
 
 
 # -- parity of HandRNN (fused and unfused) with the built-in modules ----------------------------

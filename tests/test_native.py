@@ -1,4 +1,4 @@
-"""seqbench.native: the compiled LSTM steps compute what seqbench.fused's torch calls compute
+"""seqbench.native: the compiled LSTM steps compute what seqbench.cells.lstm's torch calls compute
 (outputs, final states, every gradient, the recorded gradient norms), and can be switched off."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from seqbench import fused, native
-from seqbench.cells import HandRNN
+from seqbench import native
+from seqbench.cells import lstm
+from seqbench.cells.stack import HandRNN
 from seqbench.provenance import kernel
 
 needs_native = pytest.mark.skipif(not native.available(),
@@ -33,7 +34,7 @@ def run(inputs, monkeypatch, on: bool, T, B):
     """Outputs, final states, every input's gradient and the gradient norms, one path."""
     monkeypatch.setenv(native.ENV, "1" if on else "0")
     norms_h, norms_c = torch.zeros(T, B, dtype=torch.float64), torch.zeros(T, B, dtype=torch.float64)
-    out, h_n, c_n = fused.lstm(*inputs, norms_h=norms_h, norms_c=norms_c)
+    out, h_n, c_n = lstm.fused_layer(*inputs, norms_h=norms_h, norms_c=norms_c)
     weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(9))
     loss = (out * weight).sum() + h_n.sum() + (c_n ** 2).sum()
     grads = torch.autograd.grad(loss, inputs)
@@ -71,7 +72,7 @@ def test_handrnn_lstm_matches_nn_lstm_through_the_compiled_steps(monkeypatch):
 def test_second_backward_recomputes_with_the_compiled_steps(monkeypatch):
     monkeypatch.setenv(native.ENV, "1")
     inputs = lstm_inputs(7, 2, 3, 8, seed=1)
-    out = fused.lstm(*inputs)
+    out = lstm.fused_layer(*inputs)
     loss = out[0].pow(2).sum() + out[2].sum()
     first = torch.autograd.grad(loss, inputs, retain_graph=True)
     second = torch.autograd.grad(loss, inputs)
@@ -111,7 +112,7 @@ def test_a_failed_build_falls_back_to_torch_calls(monkeypatch, capsys):
     assert len(err) <= 2 and err[-1].startswith("seqbench: compiled LSTM kernel unavailable")
     # the LSTM still runs, through the torch calls
     inputs = lstm_inputs(4, 2, 3, 8, seed=2)
-    out = fused.lstm(*inputs)[0]
+    out = lstm.fused_layer(*inputs)[0]
     ref = HandRNN("lstm", 3, 8, fused=False)
     with torch.no_grad():
         for name, value in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"),

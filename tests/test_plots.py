@@ -13,7 +13,7 @@ from seqbench.cli import cli
 from seqbench.plots import output_path, save
 from seqbench.plots.runs import curves_figure, loss_figure, solve_rate_figure
 from seqbench.results import RUN_COLUMNS, append_rows
-from seqbench.style import CELL_COLORS
+from seqbench.style import cell_color
 
 PNG = b"\x89PNG\r\n\x1a\n"
 BASE = dict(variant="halves", impl="builtin", hidden=64, layers=1, nonlinearity="tanh", lr=0.001,
@@ -67,7 +67,7 @@ def test_solve_rate_figure(runs_csv, tmp_path):
     assert "adding" in ax.get_title() and "lag T" in ax.get_xlabel()
     assert "fraction" in ax.get_ylabel()
     colors = line_colors(ax)
-    assert colors == {c: CELL_COLORS[c] for c in ("rnn", "lstm", "gru")}
+    assert colors == {c: cell_color(c) for c in ("rnn", "lstm", "gru")}
     rnn = next(line for line in ax.get_lines() if line.get_label() == "rnn")
     assert list(rnn.get_xdata()) == [10, 25, 50] and list(rnn.get_ydata()) == [0, 0, 0]
     lstm = next(line for line in ax.get_lines() if line.get_label() == "lstm")
@@ -181,7 +181,7 @@ def test_solved_figure_is_one_minus_kaplan_meier(tmp_path):
     assert lstm.get_label() == "lstm (2/4 solved)"
     assert list(lstm.get_xdata()) == [0, 200, 400, 1000]
     assert list(lstm.get_ydata()) == pytest.approx([0, 0.25, 0.5, 0.5])
-    assert to_hex(lstm.get_color()) == CELL_COLORS["lstm"]
+    assert to_hex(lstm.get_color()) == cell_color("lstm")
     marks = [line for line in ax.get_lines() if line.get_marker() == "|" and len(line.get_xdata())]
     assert sorted(float(m.get_xdata()[0]) for m in marks) == [1000, 1000]  # lstm and the diverged rnn
 
@@ -243,7 +243,7 @@ def test_solve_rate_band_is_the_wilson_interval(lr_csv, tmp_path):
     board = board[board["lr"] == 0.01]
     name = "lstm, lr=0.01"
     (band,) = [c for c in ax.collections if c.get_gid() == f"wilson: {name}"]
-    assert to_hex(band.get_facecolor()[0][:3]) == CELL_COLORS["lstm"]
+    assert to_hex(band.get_facecolor()[0][:3]) == cell_color("lstm")
     vertices = band.get_paths()[0].vertices
     for T in (10, 50):
         row = board_row(board, "lstm", T)

@@ -235,7 +235,7 @@ def test_invalid_run_names_the_run(tmp_path):
     with pytest.raises(ConfigError) as e:
         expand_spec(path)
     assert str(path) in str(e.value) and "run (cell=lstm" in str(e.value)
-    assert "nonlinearity applies to cell 'rnn' only" in str(e.value)
+    assert "'lstm' uses tanh only; a choice of nonlinearity exists for: rnn" in str(e.value)
 
 
 def test_missing_spec_file(tmp_path):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import click
 
 from seqbench import denormals
-from seqbench.choices import CELLS, DEVICES, IMPLS, TASKS
+from seqbench.choices import DEVICES, IMPLS, TASKS
 from seqbench.cli import BadInput, cli, config_errors
+from seqbench.cli.options import CELL, cell_metavar
 
 
 @cli.command()
-@click.option("--cell", type=click.Choice(CELLS), multiple=True, default=CELLS, show_default=True,
-              help="Cells to time (repeatable).")
+@click.option("--cell", type=CELL, metavar=cell_metavar(), multiple=True,
+              default=("rnn", "lstm", "gru"), show_default=True,
+              help="Cells to time (repeatable): any registered cell or package.module:ClassName.")
 @click.option("--impl", type=click.Choice(IMPLS), multiple=True, default=IMPLS, show_default=True,
               help="Implementations to time (repeatable); the ratio needs builtin.")
 @click.option("--seq-len", "-T", type=click.IntRange(min=1), multiple=True, default=(100, 1000),

@@ -4,7 +4,34 @@ from __future__ import annotations
 
 import click
 
-from seqbench.choices import CELLS, DEVICES, IMPLS, INITS, NONLINEARITIES, NORMS, TASKS
+from seqbench.cells.registry import BUILTIN_CELLS, check_cell_name, registry
+from seqbench.choices import DEVICES, IMPLS, INITS, NONLINEARITIES, NORMS, TASKS
+from seqbench.errors import ConfigError
+
+
+class CellName(click.ParamType):
+    """A registered cell (seqbench's or an installed plugin's) or package.module:ClassName."""
+
+    name = "cell"
+
+    def convert(self, value, param, ctx):
+        try:
+            return check_cell_name(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+CELL = CellName()
+
+
+def cell_help() -> str:
+    """The --cell help: every registered cell with its line, from the registry."""
+    lines = [f"{e.name}: {e.summary}" for e in registry().values()]
+    return "; ".join(lines) + "; or a class as package.module:ClassName"
+
+
+def cell_metavar() -> str:
+    return "[" + "|".join(registry()) + "|MODULE:CLASS]"
 
 
 def _stack(decorators):
@@ -38,17 +65,19 @@ def cell_options(multiple: bool):
         return click.option(*names, multiple=multiple, default=default, **kw)
 
     return _stack([
-        opt("--cell", type=click.Choice(CELLS), default="lstm", show_default=True,
-            help=f"rnn (tanh unless --nonlinearity), lstm, gru{many}."),
+        opt("--cell", type=CELL, metavar=cell_metavar(), default="lstm", show_default=True,
+            help=f"{cell_help()}{many}."),
         opt("--impl", type=click.Choice(IMPLS), default="hand" if multiple else "builtin",
             show_default=True,
-            help=f"builtin: torch.nn module (cuDNN / oneDNN); hand: hand-written twin{many}."),
+            help="builtin: torch.nn module (cuDNN / oneDNN), for "
+                 f"{', '.join(e.name for e in BUILTIN_CELLS if e.name in ('rnn', 'lstm', 'gru'))}; "
+                 f"hand: seqbench's own code (the only one of the other cells){many}."),
         click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True,
                      help="Hidden units per layer."),
         click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True),
         opt("--nonlinearity", type=click.Choice(NONLINEARITIES), default=None,
-            help="Activation of the rnn cell [default: tanh]; builtin allows tanh and relu" + many
-                 + "."),
+            help="Activation of the rnn cell [default: the cell's own, tanh for rnn]; builtin "
+                 "allows tanh and relu" + many + "."),
         opt("--init", type=click.Choice(INITS), default="default", show_default=True,
             help="Recurrent-weight initialization (identity also zeroes the biases; irnn: "
                  "Le 2015's ReLU RNN, identity W_hh, zero biases, input weights N(0, 0.001^2))"

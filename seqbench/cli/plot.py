@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from seqbench.choices import CELLS, TASKS
+from seqbench.choices import TASKS
 from seqbench.cli import cli, config_errors
 
 
@@ -170,7 +170,7 @@ def loss(runs_csv, output, task, title, select):
                    "[default: figures/curves.png beside the runs CSV, or under results/].")
 @click.option("--task", type=click.Choice(TASKS), default=None, help="Runs of this task (CSV).")
 @click.option("--seq-len", "-T", type=int, default=None, help="Runs of this lag (CSV).")
-@click.option("--cell", type=click.Choice(CELLS), default=None, help="Runs of this cell (CSV).")
+@click.option("--cell", default=None, help="Runs of this cell (CSV).")
 @click.option("--label", default=None, help="Runs of this spec arm (CSV).")
 @click.option("--seed", type=int, default=None, help="Runs of this seed (CSV).")
 @click.option("--metric", type=click.Choice(["loss", "accuracy"]), default="loss",

@@ -90,10 +90,8 @@ def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, i
 
     if match_params and ctx.get_parameter_source("hidden") == ParameterSource.COMMANDLINE:
         raise ConfigError("--match-params chooses the hidden size; drop --hidden (or --match-params)")
-    if nonlinearity is not None and cell != "rnn":
-        raise ConfigError(f"--nonlinearity applies to --cell rnn only, not {cell!r}")
     cell_cfg = CellConfig(cell=cell, impl=impl, hidden=hidden, layers=layers,
-                          nonlinearity=nonlinearity or "tanh", init=init, init_gain=init_gain,
+                          nonlinearity=nonlinearity, init=init, init_gain=init_gain,
                           forget_bias=forget_bias, chrono=chrono, norm=norm, residual=residual)
     cfg = RunConfig(task=task, variant=variant, seq_len=seq_len, cell=cell_cfg,
                     optimizer=optimizer, lr=lr, clip=clip,

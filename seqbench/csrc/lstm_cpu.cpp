@@ -1,11 +1,11 @@
 // The LSTM's loops over the time steps on the CPU, forward and backward (seqbench.native).
 //
-// seqbench.fused runs the LSTM's per-step pointwise work as some 20 torch calls per step; each
+// seqbench.cells.lstm runs the LSTM's per-step pointwise work as some 20 torch calls per step; each
 // costs 2-4 us of dispatch on this project's CPU, more than the arithmetic (README.md
 // "Performance"). Here each step is one ATen matrix product plus one vectorized pass
 // (ATen's Vectorized<float>) for the pointwise work, with the same formulas as the torch calls
 // (sigmoid(x) = 1 / (1 + exp(-x)); the cell gate and tanh(c) as 2 sigmoid(2x) - 1). Layouts are
-// those of seqbench.fused's LSTMFunction, whose torch-call loops (_lstm_forward_loop,
+// those of seqbench.cells.lstm's LSTMFunction, whose torch-call loops (_lstm_forward_loop,
 // _lstm_backward_loop) these mirror; see there for the equations.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>

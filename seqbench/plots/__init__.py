@@ -1,7 +1,7 @@
 """Figures drawn with seaborn: gradient decay against lag (decay.py) and run results (runs.py).
 
 Shared conventions, helped by the functions below: a cell keeps its colour in every figure
-(``seqbench.style.CELL_COLORS``); several configurations of one cell (options, named arms) are told
+(``seqbench.style.cell_color``); several configurations of one cell (options, named arms) are told
 apart by line style and marker; the implementation sets the dashes when it is the only difference.
 Every figure has a title, axis labels with units and a legend. Figures are plain
 ``matplotlib.figure.Figure`` objects rendered by the Agg canvas (no GUI backend, no pyplot state);
@@ -14,20 +14,14 @@ import os
 from pathlib import Path
 
 from seqbench.errors import ConfigError
-from seqbench.style import CELL_COLORS, IMPL_DASHES
+from seqbench.style import IMPL_DASHES, cell_color  # noqa: F401  (re-exported)
 
-#: colour for a cell missing from CELL_COLORS
-OTHER_COLOR = "#7f7f7f"
 #: line styles and markers for the 1st, 2nd, ... configuration of the same cell in one panel
 LINESTYLES = ["-", (0, (5, 2)), (0, (1, 1.5)), (0, (5, 2, 1, 2)), (0, (8, 2, 2, 2, 2, 2)),
               (0, (3, 3)), (0, (1, 3)), (0, (10, 3))]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
 #: formats the Agg canvas writes
 FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
-
-
-def cell_color(cell: str) -> str:
-    return CELL_COLORS.get(str(cell), OTHER_COLOR)
 
 
 def impl_linestyle(impl: str):

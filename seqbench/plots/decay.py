@@ -3,7 +3,7 @@
 One line per series (a cell with its options and implementation), the y axis logarithmic. The
 line is the geometric mean over seeds (the norms span tens of decades, so an arithmetic mean would
 show only the largest seed); the band is +-1 standard deviation of log10(norm) across seeds. A
-default-initialized cell keeps its fixed colour (seqbench.style.CELL_COLORS); a cell with remedies
+default-initialized cell keeps its fixed colour (seqbench.style.cell_color); a cell with remedies
 (forget bias, another init, ...) gets a colour of its own; the implementation sets the dashes.
 
 Norms that underflowed in float32 (to 0, or to a denormal below the smallest normal float, which
@@ -22,9 +22,9 @@ from seqbench.cells import options_label
 from seqbench.errors import ConfigError
 from seqbench.grads import series_name
 from seqbench.probe import UNDERFLOW
-from seqbench.style import CELL_COLORS, IMPL_DASHES
+from seqbench.style import IMPL_DASHES, cell_color, cell_rank
 
-#: colours for cells with options, chosen to stay apart from CELL_COLORS
+#: colours for cells with options, chosen to stay apart from the cells' own
 VARIANT_COLORS = ["#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
                   "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
 
@@ -150,8 +150,7 @@ def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = 
     rows = (list(dict.fromkeys(df["panel"])) if at
             else list(dict.fromkeys(df.sort_values("step", kind="stable")["panel"])))
     reference = choose_reference(df, reference) if by_family else None
-    order = {"rnn": 0, "lstm": 1, "gru": 2}
-    rank = df["cell"].map(order) + (df["series"] != reference) * 0.5  # the reference first
+    rank = df["cell"].map(cell_rank) + (df["series"] != reference) * 0.5  # the reference first
     firsts = df.assign(rank=rank).sort_values("rank", kind="stable").drop_duplicates("series")
     series = list(firsts["series"])
     df = _family_columns(df, reference) if by_family else df.assign(column="")
@@ -204,11 +203,11 @@ def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = 
 
 def _palette(df: pd.DataFrame, firsts: pd.DataFrame, by_family: bool, sns) -> dict:
     """A colour per series. The first default-initialized series of each cell keeps its cell's
-    colour (CELL_COLORS, the same in every figure); the others take distinct colours, drawn per
+    colour (cell_color, the same in every figure); the others take distinct colours, drawn per
     family column when ``by_family`` (series of different families never share a panel)."""
     palette: dict[str, str] = {}
     for row in firsts.to_dict("records"):
-        colour = CELL_COLORS[row["cell"]]
+        colour = cell_color(row["cell"])
         if not options_label(row) and colour not in palette.values():
             palette[row["series"]] = colour
     groups = (df.drop_duplicates("series").groupby("column", sort=False)["series"].apply(list)

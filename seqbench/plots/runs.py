@@ -48,6 +48,7 @@ from seqbench.plots import (
     label_axes,
     new_figure,
 )
+from seqbench.style import cell_rank
 
 T_LABEL = "lag T (time steps)"
 SOLVE_LABEL = "solve rate (fraction of seeds solved)"
@@ -471,8 +472,7 @@ def curves_figure(run_dirs: Sequence[str | os.PathLike], metric: str = "loss",
         row = {**cell, "task": cfg["task"], "variant": cfg.get("variant"), "seq_len": cfg["seq_len"],
                "seed": cfg.get("seed"), "label": cfg.get("label", "")}
         runs.append((row, curve, make_task(cfg["task"], cfg.get("variant")).baseline_loss(cfg["seq_len"])))
-    order = {"rnn": 0, "lstm": 1, "gru": 2}
-    runs.sort(key=lambda r: (str(r[0]["task"]), int(r[0]["seq_len"]), order.get(r[0].get("cell"), 9),
+    runs.sort(key=lambda r: (str(r[0]["task"]), int(r[0]["seq_len"]), cell_rank(r[0].get("cell")),
                              str(r[0].get("impl")), str(r[0]["label"]), int(r[0]["seed"] or 0)))
     frame = pd.DataFrame([r for r, _, _ in runs]).map(lambda v: "" if v is None else str(v))
     varying = [k for k in frame.columns if frame[k].nunique() > 1]

@@ -1,0 +1,95 @@
+"""Which cells exist: seqbench's own, installed plugins (entry-point group ``seqbench.cells``) and
+any importable class named as ``package.module:ClassName``.
+
+Kept free of torch: the command line's help, specs and leaderboards read names, summaries and
+colours from here; a cell's code is imported only when a run needs it (``cell_class``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from seqbench.errors import ConfigError
+
+#: the entry-point group an installed package lists its cells under
+ENTRY_POINT_GROUP = "seqbench.cells"
+
+
+@dataclass(frozen=True)
+class CellEntry:
+    """A registered cell: its name, where its class lives, one line of help and its colour."""
+
+    name: str
+    target: str  # "package.module:ClassName"
+    summary: str
+    color: str | None = None  # fixed colour in every figure; None: one from the plot palette
+
+
+#: seqbench's own cells, in the order tables and figures list them. A new cell: one line here.
+BUILTIN_CELLS = (
+    CellEntry("rnn", "seqbench.cells.elman:Elman",
+              "Elman RNN, tanh unless --nonlinearity (Elman 1990)", "#d62728"),
+    CellEntry("lstm", "seqbench.cells.lstm:LSTM",
+              "LSTM (Hochreiter & Schmidhuber 1997; Gers et al. 2000)", "#1f77b4"),
+    CellEntry("gru", "seqbench.cells.gru:GRU", "GRU (Cho et al. 2014)", "#2ca02c"),
+)
+
+
+@functools.cache
+def registry() -> dict[str, CellEntry]:
+    """Name -> entry: seqbench's cells, then installed plugins (a plugin cannot shadow one)."""
+    cells = {e.name: e for e in BUILTIN_CELLS}
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        if ep.name not in cells:
+            dist = ep.dist.name if ep.dist is not None else "an installed package"
+            cells[ep.name] = CellEntry(ep.name, ep.value, f"plugin from {dist} ({ep.value})")
+    return cells
+
+
+def cell_names() -> tuple[str, ...]:
+    """Every registered cell name, seqbench's first."""
+    return tuple(registry())
+
+
+def is_class_path(name: str) -> bool:
+    """Whether ``name`` names a class as ``package.module:ClassName``."""
+    module, _, attr = name.partition(":")
+    return bool(module) and bool(attr) and all(p.isidentifier() for p in module.split(".")) \
+        and attr.isidentifier()
+
+
+def check_cell_name(name: str) -> str:
+    """``name`` if it is a registered cell or a ``package.module:ClassName``; else a ConfigError
+    that lists the allowed names."""
+    if name in registry() or is_class_path(name):
+        return name
+    raise ConfigError(f"unknown cell {name!r}; allowed: {', '.join(cell_names())}, "
+                      "or a class as package.module:ClassName")
+
+
+def cell_color(name: str) -> str | None:
+    entry = registry().get(name)
+    return entry.color if entry is not None else None
+
+
+@functools.cache
+def cell_class(name: str):
+    """The class of cell ``name`` (a seqbench.cells.base.Cell subclass; a plain module shaped like
+    torch.nn.RNNCell comes back wrapped by seqbench.cells.plugin). Imports torch. Anything wrong
+    with a plugin is a one-line ConfigError."""
+    target = registry()[name].target if name in registry() else check_cell_name(name)
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a plugin's import may fail in any way; the user gets one line
+        raise ConfigError(f"cell {name!r}: cannot import {module_name}: "
+                          f"{type(exc).__name__}: {exc}") from None
+    obj = getattr(module, attr, None)
+    if obj is None:
+        raise ConfigError(f"cell {name!r}: module {module_name} has no {attr!r}")
+    from seqbench.cells.plugin import as_cell
+
+    return as_cell(obj, name)
