@@ -11,7 +11,7 @@ import zlib
 from seqbench.cells.registry import cell_names, registry
 
 #: colours for cells without a fixed one, apart from the registry's
-PLUGIN_COLORS = ("#17becf", "#bcbd22", "#e377c2", "#8c564b", "#7f7f7f", "#393b79", "#637939")
+PLUGIN_COLORS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#7f7f7f")
 IMPL_DASHES = {
     "builtin": "",  # solid
     "hand": (4, 2),  # dashed

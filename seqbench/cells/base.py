@@ -15,7 +15,12 @@ does with a cell asks the class rather than branching on its name:
   into "forget"; chrono into "forget" or "update", and minus the same into "input");
 - ``norms``: the in-cell normalizations seqbench.normcells implements for it;
 - ``builtin``: the torch.nn twin's class name, or None;
-- ``kernel(device)``: the label of what runs it, recorded in every row.
+- ``kernel(device)``: the label of what runs it, recorded in every row;
+- ``parametrize(module, layer)``: optional torch parametrizations of its registered parameters
+  (an orthogonal W_hh), applied after initialization;
+- ``fast_layer`` (optional) and ``fast_layer_norms``: a faster whole-sequence path, and whether it
+  can record the per-step gradient norms the probe asks for (a parallel scan cannot: the stack
+  then runs ``layer`` for the probe, the same function step by step).
 
 A plugin (seqbench.cells.registry) may subclass Cell to get all of this; a plain module shaped
 like torch.nn.RNNCell is wrapped by seqbench.cells.plugin.
@@ -93,6 +98,10 @@ class Cell:
         """Name -> shape of every parameter of one layer, in the order they are drawn."""
         raise NotImplementedError
 
+    def parametrize(self, module: nn.Module, layer: int) -> None:
+        """Register torch parametrizations on ``module``'s parameters ``<name>_l<layer>`` after
+        they are initialized (torch.nn.utils.parametrize); nothing by default."""
+
     @torch.no_grad()
     def reset_parameters(self, params: dict[str, Tensor]) -> None:
         """PyTorch's default for its recurrent modules: every parameter uniform in
@@ -127,6 +136,8 @@ class Cell:
 
     #: optional: a faster ``layer`` computing the same function (same signature), or None
     fast_layer = None
+    #: whether ``fast_layer`` fills ``norms``; if not, the stack runs ``layer`` when they are asked
+    fast_layer_norms: ClassVar[bool] = True
 
     def kernel(self, device: torch.device) -> str:
         """What runs the recurrence, for the row's ``kernel`` column."""

@@ -35,6 +35,20 @@ BUILTIN_CELLS = (
     CellEntry("lstm", "seqbench.cells.lstm:LSTM",
               "LSTM (Hochreiter & Schmidhuber 1997; Gers et al. 2000)", "#1f77b4"),
     CellEntry("gru", "seqbench.cells.gru:GRU", "GRU (Cho et al. 2014)", "#2ca02c"),
+    CellEntry("indrnn", "seqbench.cells.indrnn:IndRNN",
+              "IndRNN, elementwise ReLU recurrence bounded from T (Li et al. 2018)", "#ff7f0e"),
+    CellEntry("exprnn", "seqbench.cells.exprnn:ExpRNN",
+              "expRNN, W_hh = exp(skew) stays orthogonal (Lezcano-Casado & Martinez-Rubio 2019)",
+              "#9467bd"),
+    CellEntry("cornn", "seqbench.cells.cornn:CoRNN",
+              "coRNN, coupled oscillators (Rusch & Mishra 2021)", "#8c564b"),
+    CellEntry("lru", "seqbench.cells.lru:LRU",
+              "LRU, diagonal complex linear recurrence, parallel scan (Orvieto et al. 2023)",
+              "#e377c2"),
+    CellEntry("mingru", "seqbench.cells.minrnn:MinGRU",
+              "minGRU, gates from x_t only, parallel scan (Feng et al. 2024)", "#17becf"),
+    CellEntry("minlstm", "seqbench.cells.minrnn:MinLSTM",
+              "minLSTM, gates from x_t only, parallel scan (Feng et al. 2024)", "#bcbd22"),
 )
 
 

@@ -61,9 +61,12 @@ class HandRNN(nn.Module):
                 self.register_parameter(f"{name}_l{layer}", nn.Parameter(torch.empty(shape)))
             self._names.append(tuple(shapes))
         self.reset_parameters()
+        for layer, c in enumerate(self.cells):
+            c.parametrize(self, layer)
 
     def reset_parameters(self) -> None:
-        """Every layer's cell initializes its own parameters, layer by layer."""
+        """Every layer's cell initializes its own parameters, layer by layer (before any
+        parametrization: ``__init__`` applies those after the first initialization)."""
         for layer, c in enumerate(self.cells):
             c.reset_parameters(self.layer_params(layer))
 
@@ -103,7 +106,8 @@ class HandRNN(nn.Module):
     def _layer(self, layer: int, x: Tensor, state: tuple[Tensor, ...], norms: dict):
         """One layer over the whole sequence: (outputs (T, B, H), final state)."""
         cell = self.cells[layer]
-        run = cell.fast_layer if self.fused and cell.fast_layer is not None else cell.layer
+        fast = self.fused and cell.fast_layer is not None and (cell.fast_layer_norms or not norms)
+        run = cell.fast_layer if fast else cell.layer
         return run(self.layer_params(layer), x, state, norms)
 
     def extra_repr(self) -> str:
