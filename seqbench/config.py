@@ -1,12 +1,16 @@
 """The configuration of one training run, its validation and its identity.
 
-Every default lives here, one per line, with its unit or intent.
+Every default lives here, one per line, with its unit or intent. The run's identity (``config_id``),
+its folder name (``run_name``) and the runs.csv columns a configuration fills (``columns``; the
+full row schema is seqbench.results.RUN_COLUMNS) are written here once; the runner, the sweep and
+the leaderboard use them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from seqbench.cells import CellConfig
@@ -15,6 +19,20 @@ from seqbench.errors import ConfigError
 
 #: fields that say where and how fast a run executes, not what it computes: not in its identity
 ENVIRONMENT_FIELDS = ("device", "threads")
+#: RunConfig fields whose runs.csv column has another name
+COLUMN_NAMES = {"steps": "step_budget"}
+
+
+def config_column_names() -> list[str]:
+    """The runs.csv columns of a configuration, in field order: the run's fields with the cell's
+    fields in place of ``cell``, renamed (COLUMN_NAMES), environment fields left out."""
+    names = []
+    for f in fields(RunConfig):
+        if f.name == "cell":
+            names += [c.name for c in fields(CellConfig)]
+        elif f.name not in ENVIRONMENT_FIELDS:
+            names.append(COLUMN_NAMES.get(f.name, f.name))
+    return names
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,24 @@ class RunConfig:
                 )
             cell = CellConfig(**cell)
         return cls(cell=cell, **d)
+
+    def columns(self) -> dict:
+        """The runs.csv columns this config fills by itself (``config_column_names``)."""
+        d = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "cell":
+                d.update(value.to_dict())
+            elif f.name not in ENVIRONMENT_FIELDS:
+                d[COLUMN_NAMES.get(f.name, f.name)] = value
+        return d
+
+    def run_name(self) -> str:
+        """The run folder's name: <task>-T<T>-<cell>-<impl>-s<seed>-<config id>, with characters
+        other than letters, digits, '.', '_' and '-' (a plugin's module:Class) as '_'."""
+        c = self.validate().cell  # the impl that runs (a cell without a torch twin: hand)
+        name = f"{self.task}-T{self.seq_len}-{c.cell}-{c.impl}-s{self.seed}-{self.config_id()[:8]}"
+        return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
     def config_id(self) -> str:
         """A stable hash of everything that determines the result (not device or threads)."""

@@ -72,7 +72,7 @@ import pandas as pd
 from seqbench import stats
 from seqbench.cells import CellConfig, cell_names
 from seqbench.choices import IMPLS, TASKS
-from seqbench.config import RunConfig
+from seqbench.config import COLUMN_NAMES, RunConfig, config_column_names
 from seqbench.errors import ConfigError
 from seqbench.results import read_results
 from seqbench.tables import render
@@ -80,8 +80,6 @@ from seqbench.tables import render
 FINISHED = ("ok", "diverged")
 #: RunConfig fields that do not change what a run computes: never leaderboard keys
 NOT_KEYS = ("seed", "device", "threads", "probe_every")
-#: RunConfig fields whose runs.csv column has another name
-COLUMN_NAMES = {"steps": "step_budget"}
 #: keys that say what problem a row is about: compared across, never selected over
 PROBLEM_KEYS = ("task", "variant", "seq_len")
 STAT_COLUMNS = ["n_seeds", "n_diverged", "n_failed", "solve_rate", "solve_rate_lo", "solve_rate_hi",
@@ -101,10 +99,9 @@ CONF = 0.95
 def key_columns(columns) -> list[str]:
     """The grouping keys present in ``columns``, in reading order: what, which cell, T, training."""
     cell = [f.name for f in fields(CellConfig)]
-    run = [COLUMN_NAMES.get(f.name, f.name) for f in fields(RunConfig) if f.name != "cell"]
     first = ["task", "variant", "label", "cell", "impl"]
     order = first + [c for c in cell if c not in first] + ["seq_len"]
-    order += [c for c in run if c not in order]
+    order += [c for c in config_column_names() if c not in order]
     return [c for c in order if c in columns and c not in NOT_KEYS]
 
 

@@ -40,9 +40,8 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def _new_run_dir(root: Path, cfg: RunConfig) -> Path:
-    """results/runs/<task>-T<T>-<cell>-<impl>-s<seed>-<config id>[-<n>], created exclusively."""
-    c = cfg.cell
-    base = f"{cfg.task}-T{cfg.seq_len}-{c.cell}-{c.impl}-s{cfg.seed}-{cfg.config_id()[:8]}"
+    """results/runs/<RunConfig.run_name>[-<n>], created exclusively."""
+    base = cfg.run_name()
     root.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
         path = root / (base if n == 1 else f"{base}-{n}")
@@ -336,27 +335,11 @@ def _row(trainer: Trainer, result: TrainResult, run_dir: Path, started_at: str, 
         "run_id": run_dir.name,
         "config_id": cfg.config_id(),
         "started_at": started_at,
-        "task": cfg.task,
-        "variant": cfg.variant,
-        "seq_len": cfg.seq_len,
+        **cfg.columns(),
         "total_steps": task.total_steps(cfg.seq_len),
         "lag_min": lag_min,
         "lag_max": lag_max,
-        **cfg.cell.to_dict(),
         "n_params": count_parameters(result.model),
-        "match_params": cfg.match_params,
-        "optimizer": cfg.optimizer,
-        "lr": cfg.lr,
-        "clip": cfg.clip,
-        "clip_mode": cfg.clip_mode,
-        "batch_size": cfg.batch_size,
-        "step_budget": cfg.steps,
-        "eval_every": cfg.eval_every,
-        "eval_size": cfg.eval_size,
-        "test_size": cfg.test_size,
-        "until_solved": cfg.until_solved,
-        "seed": cfg.seed,
-        "probe_every": cfg.probe_every,
         "status": result.status,
         "steps_taken": result.steps_taken,
         "final_loss": result.final.loss,
@@ -376,5 +359,4 @@ def _row(trainer: Trainer, result: TrainResult, run_dir: Path, started_at: str, 
         **environment(device, torch.get_num_threads()),
         "kernel": kernel(cfg.cell.cell, cfg.cell.impl, device, cfg.cell.norm),
         "run_dir": str(run_dir),
-        "label": cfg.label,
     }

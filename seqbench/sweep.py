@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,8 +46,6 @@ EXECUTORS = ("local", "ray")
 #: statuses that ``retry_failed`` runs again (``interrupted``: a run stopped before its end)
 RETRY_STATUSES = ("failed", "interrupted")
 FINISHED = ("ok", "diverged")
-#: RunConfig fields whose runs.csv column has another name
-COLUMN_NAMES = {"steps": "step_budget"}
 
 
 class SweepError(ConfigError):
@@ -121,20 +119,6 @@ def describe(cfg: RunConfig) -> str:
 # -- one run, in a worker ------------------------------------------------------------------------
 
 
-def config_columns(cfg: RunConfig) -> dict:
-    """The runs.csv columns a config fills by itself (its fields, flattened, renamed)."""
-    d = {}
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if f.name == "cell":
-            d.update(value.to_dict())
-        else:
-            d[COLUMN_NAMES.get(f.name, f.name)] = value
-    d.pop("device", None)  # the row's device is the resolved one; unknown for a failed run
-    d.pop("threads", None)
-    return {k: v for k, v in d.items() if k in RUN_COLUMNS}
-
-
 def one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or "(no message)"
     text = f"{type(error).__name__}: {text}"
@@ -142,12 +126,11 @@ def one_line(error: BaseException) -> str:
 
 
 def failed_row(cfg: RunConfig, error: str, started_at: str, wall_s: float) -> dict:
-    c = cfg.cell
     return {
-        "run_id": f"{cfg.task}-T{cfg.seq_len}-{c.cell}-{c.impl}-s{cfg.seed}-{cfg.config_id()[:8]}-failed",
+        "run_id": f"{cfg.run_name()}-failed",
         "config_id": cfg.config_id(),
         "started_at": started_at,
-        **config_columns(cfg),
+        **cfg.columns(),  # no device column: where a failed run would have run is unknown
         "status": "failed",
         "solved": False,
         "wall_s": round(wall_s, 3),

@@ -215,3 +215,23 @@ def test_concurrent_appends_from_many_processes(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(read_results(path)) == N_PROCS * N_APPENDS
+
+
+def test_the_row_schema_holds_every_config_column_once():
+    """RunConfig.columns() fills runs.csv columns that RUN_COLUMNS lists, one per config field
+    (the cell's fields inline), so that runner, sweep and leaderboard cannot disagree."""
+    from seqbench.config import RunConfig, config_column_names
+
+    names = config_column_names()
+    assert len(names) == len(set(names))
+    assert set(names) <= set(RUN_COLUMNS)
+    assert list(RunConfig().columns()) == names
+    assert "device" not in names and "threads" not in names
+
+
+def test_a_plugin_cell_gets_a_plain_run_folder_name():
+    from seqbench.cells import CellConfig
+    from seqbench.config import RunConfig
+
+    name = RunConfig(cell=CellConfig(cell="torch.nn:RNNCell")).run_name()
+    assert name.startswith("adding-T100-torch.nn_RNNCell-hand-s0-")
