@@ -10,7 +10,10 @@ full :class:`~seqbench.model.SequenceModel`, it measures
   lag, one forward and backward through zero probe tensors for ``hand``; chunks through the fused
   kernel for ``builtin``) relative to one training step of the same implementation;
 - **2T / T**: the time at twice the length over the time at T (linear scaling gives 2), for
-  training and for the probe.
+  training and for the probe;
+- **against a reference cell** (``against``, e.g. the built-in LSTM): that cell's training step is
+  timed in the same round-robin as each group, and ``ratio_to_against`` is the group's step time
+  over it: how a cell compares with the LSTM at equal T, measured in one run.
 
 How: every measured variant of one (cell, T) group (implementation x {train, probe} x {T, 2T}) is
 warmed up first (oneDNN pays a first-call cost per shape), then the variants are timed in turn,
@@ -46,7 +49,7 @@ from seqbench.train import synchronize
 BENCH_COLUMNS = [
     "bench_id", "started_at", "task", "cell", "impl", "kernel", "seq_len", "total_steps",
     "batch", "hidden", "layers", "repeats",
-    "ms_step", "ms_step_min", "seq_per_s", "ratio_to_builtin",
+    "ms_step", "ms_step_min", "seq_per_s", "ratio_to_builtin", "against", "ratio_to_against",
     "ms_probe", "probe_ratio",
     "ms_step_2t", "scale_2t", "ms_probe_2t", "probe_scale_2t",
     "load_before", "load_after",
@@ -73,12 +76,13 @@ class BenchConfig:
     probe: bool = True  # also time one gradient probe per implementation
     scaling: bool = True  # also time 2T, for the 2T / T ratio
     cuda_graph: bool = True  # on CUDA, replay hand's training step as a captured CUDA graph
+    against: str | None = None  # a reference cell (its built-in module where it has one) timed in every group
     seed: int = 0
 
     def validate(self) -> BenchConfig:
         if not self.cells:
             raise ConfigError(f"no cell given; allowed: {', '.join(cell_names())}")
-        for cell in self.cells:
+        for cell in self.cells + ((self.against,) if self.against else ()):
             check_cell_name(cell)
         if not self.impls:
             raise ConfigError(f"no impl given; allowed: {', '.join(IMPLS)}")
@@ -210,8 +214,10 @@ def _ratio(a: float, b: float) -> float:
 
 
 def bench_group(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: torch.device,
-                models: dict[str, tuple[SequenceModel, torch.optim.Optimizer]]) -> Timings:
-    """Time every variant of one (cell, T) group in one round-robin."""
+                models: dict[str, tuple[SequenceModel, torch.optim.Optimizer]],
+                reference: tuple[SequenceModel, torch.optim.Optimizer] | None = None) -> Timings:
+    """Time every variant of one (cell, T) group in one round-robin; with ``reference`` (the
+    ``against`` cell's model), its training step at T too, under the key ("against", "train", T)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     lens = (seq_len, 2 * seq_len) if cfg.scaling else (seq_len,)
     fns = {}
@@ -223,6 +229,8 @@ def bench_group(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: t
             probe = probe_fn(model, task, batch, T) if cfg.probe else None
             if probe is not None:
                 fns[(impl, "probe", T)] = probe
+        if reference is not None and T == seq_len:
+            fns[("against", "train", T)] = train_step_fn(*reference, task, batch, T)
     return time_round_robin(fns, cfg.repeats, cfg.warmup, device)
 
 
@@ -235,6 +243,7 @@ def group_rows(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: to
     rows = []
     T, T2 = seq_len, 2 * seq_len
     builtin = timings.median("builtin", "train", T)
+    against = timings.median("against", "train", T)
     for impl, (model, _) in models.items():
         step = timings.median(impl, "train", T)
         probe = timings.median(impl, "probe", T)
@@ -249,6 +258,7 @@ def group_rows(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: to
             "ms_step": step * 1e3, "ms_step_min": timings.min(impl, "train", T) * 1e3,
             "seq_per_s": _ratio(cfg.batch, step),
             "ratio_to_builtin": _ratio(step, builtin),
+            "against": cfg.against or "", "ratio_to_against": _ratio(step, against),
             "ms_probe": probe * 1e3, "probe_ratio": _ratio(probe, step),
             "ms_step_2t": timings.median(impl, "train", T2) * 1e3,
             "scale_2t": _ratio(timings.median(impl, "train", T2), step),
@@ -279,6 +289,11 @@ def run_bench(cfg: BenchConfig, on_group: Callable[[list[dict]], None] | None = 
         **environment(device, torch.get_num_threads()),
     }
     rows: list[dict] = []
+    reference = None
+    if cfg.against:
+        ref_cfg = CellConfig(cell=cfg.against, hidden=cfg.hidden, layers=cfg.layers).validate()
+        ref_model = build_model(task, ref_cfg, cfg.seed).to(device)
+        reference = (ref_model, torch.optim.Adam(ref_model.parameters(), lr=1e-3))
     try:
         for cell in cfg.cells:
             WORKSPACE.clear()  # each cell's groups start from the same empty buffer pool
@@ -295,7 +310,7 @@ def run_bench(cfg: BenchConfig, on_group: Callable[[list[dict]], None] | None = 
                                                         capturable=capturable))
             for T in cfg.seq_lens:
                 load_before = _load()
-                timings = bench_group(cfg, task, cell, T, device, models)
+                timings = bench_group(cfg, task, cell, T, device, models, reference)
                 group = group_rows(cfg, task, cell, T, device, timings, models,
                                    {**common, "load_before": load_before, "load_after": _load()})
                 rows += group
@@ -392,7 +407,7 @@ def run_sweep_bench(cfg: BenchConfig, runs: int, steps: int = 100, rounds: int =
 TABLE = [  # (header, column, format)
     ("cell", "cell", "{}"), ("impl", "impl", "{}"), ("T", "seq_len", "{}"),
     ("ms/step", "ms_step", "{:.1f}"), ("seq/s", "seq_per_s", "{:.0f}"),
-    ("hand/builtin", "ratio_to_builtin", "{:.2f}"),
+    ("hand/builtin", "ratio_to_builtin", "{:.2f}"), ("/against", "ratio_to_against", "{:.2f}"),
     ("probe ms", "ms_probe", "{:.1f}"), ("probe/step", "probe_ratio", "{:.2f}"),
     ("2T/T step", "scale_2t", "{:.2f}"), ("2T/T probe", "probe_scale_2t", "{:.2f}"),
     ("load", "load_before", "{:.1f}"),

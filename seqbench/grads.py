@@ -176,16 +176,21 @@ def cell_grid(cells, impls, hidden=128, layers=1, nonlinearities=(), inits=("def
               residual=False) -> list[CellConfig]:
     """The cross product of the given options, each applied only to the cells it concerns (the
     cell's class says which): nonlinearities to cells with a choice of them (rnn), forget biases
-    to cells with a forget gate (lstm), chrono to cells with a forget or update gate (lstm, gru).
-    Every config is validated (an option an implementation cannot express is a ConfigError)."""
+    to cells with a forget gate (lstm), chrono to cells with a forget or update gate (lstm, gru),
+    init schemes and gains to cells with a recurrent weight matrix, in-cell norms to the cells that
+    have them; each other cell is measured as it is. Every config is validated (an option an
+    implementation cannot express, such as a norm with builtin, is a ConfigError)."""
     configs = []
     for cell in cells:
         cls = cell_class(cell)
         nls = (nonlinearities or (None,)) if len(cls.nonlinearities) > 1 else (None,)
         fbs = (forget_biases or (None,)) if "forget" in cls.gate_bias else (None,)
         chrono_here = chrono and bool({"forget", "update"} & set(cls.gate_bias))
-        for impl, nl, init, gain, fb, norm in itertools.product(impls, nls, inits, init_gains, fbs,
-                                                                  norms):
+        cell_inits = inits if cls.recurrent_blocks else ("default",)
+        gains = init_gains if cls.recurrent_blocks else (1.0,)
+        cell_norms = norms if cls.norms else ("none",)
+        for impl, nl, init, gain, fb, norm in itertools.product(impls, nls, cell_inits, gains, fbs,
+                                                                  cell_norms):
             configs.append(CellConfig(
                 cell=cell, impl=impl, hidden=hidden, layers=layers, nonlinearity=nl, init=init,
                 init_gain=gain, forget_bias=fb, chrono=chrono_here, norm=norm,

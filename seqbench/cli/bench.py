@@ -31,6 +31,9 @@ from seqbench.cli.options import CELL, cell_metavar
               help="Also time one gradient probe per implementation.")
 @click.option("--scaling/--no-scaling", default=True, show_default=True,
               help="Also time 2T (for the 2T / T ratio).")
+@click.option("--against", type=CELL, default=None, metavar="CELL",
+              help="Also time this cell's training step (its built-in module where it has one) "
+                   "in every group: ratio_to_against, e.g. --against lstm.")
 @click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True,
               help="On CUDA, replay hand's training step from a captured CUDA graph.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -50,7 +53,7 @@ from seqbench.cli.options import CELL, cell_metavar
 @click.option("--quiet", "-q", is_flag=True, help="No per-group progress lines on stderr.")
 @config_errors
 def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, probe, scaling,
-          cuda_graph, threads, device, out, sweep_runs, sweep_steps, sweep_out, quiet):
+          against, cuda_graph, threads, device, out, sweep_runs, sweep_steps, sweep_out, quiet):
     """Time a training step of each cell x implementation x T; append to OUT.
 
     Hand and builtin are timed in turn in one run (warm-up first, median of repeats), so their
@@ -60,6 +63,7 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
     Examples:
       seqbench bench
       seqbench bench --cell lstm --seq-len 100 --seq-len 1000 --batch 64 --hidden 128
+      seqbench bench --cell lru --cell mingru --against lstm -T 1000 -T 5000 --no-probe
       seqbench bench --sweep-runs 12 --seq-len 100
     """
     from seqbench.bench import BENCH_COLUMNS, BenchConfig, format_table, run_bench
@@ -71,7 +75,8 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
     cfg = BenchConfig(cells=tuple(dict.fromkeys(cell)), impls=tuple(dict.fromkeys(impl)),
                       seq_lens=tuple(dict.fromkeys(seq_len)), batch=batch, hidden=hidden,
                       layers=layers, repeats=repeats, warmup=warmup, threads=threads, device=device,
-                      task=task, probe=probe, scaling=scaling, cuda_graph=cuda_graph).validate()
+                      task=task, probe=probe, scaling=scaling, cuda_graph=cuda_graph,
+                      against=against).validate()
     resolve_device(cfg.device)  # fail before any work
     if sweep_runs:
         return _sweep_bench(cfg, sweep_runs, sweep_steps, sweep_out, quiet)
