@@ -83,6 +83,9 @@ class Cell:
     builtin: ClassVar[str | None] = None
     #: a module holding the layer's own parameters (plugins); None: the stack holds them
     module: nn.Module | None = None
+    #: whether this layer is the top one, which the readout reads (the stack sets it before
+    #: initialization; IndRNN initializes its top layer for long memories only)
+    top_layer: bool = True
 
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str | None = None,
                  max_steps: int = 1):

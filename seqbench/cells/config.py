@@ -52,9 +52,18 @@ class CellConfig:
 
     def _check_remedies(self, cls) -> None:
         def cells_with(has) -> str:
+            """seqbench's cells that have ``has`` (a cell that fails to import is left out, so
+            that it cannot replace this message with its own)."""
             from seqbench.cells.registry import BUILTIN_CELLS, cell_class
 
-            return ", ".join(e.name for e in BUILTIN_CELLS if has(cell_class(e.name)))
+            names = []
+            for e in BUILTIN_CELLS:
+                try:
+                    if has(cell_class(e.name)):
+                        names.append(e.name)
+                except ConfigError:
+                    continue
+            return ", ".join(names)
 
         if self.nonlinearity not in cls.nonlinearities:
             if len(cls.nonlinearities) == 1:
@@ -72,8 +81,9 @@ class CellConfig:
             raise ConfigError(f"unknown init {self.init!r}; allowed: {', '.join(INITS)}")
         if (self.init != "default" or self.init_gain != 1.0) and not cls.recurrent_blocks:
             raise ConfigError(
-                f"init and init_gain set a recurrent weight matrix, which cell {self.cell!r} does "
-                f"not have; cells with one: {cells_with(lambda c: c.recurrent_blocks)}")
+                f"init and init_gain act on a free recurrent weight matrix (stacked H x H "
+                f"blocks), which cell {self.cell!r} does not have; cells with one: "
+                f"{cells_with(lambda c: c.recurrent_blocks)}")
         if self.init == "irnn" and (cls.recurrent_blocks, self.nonlinearity) != (1, "relu"):
             raise ConfigError(
                 "init 'irnn' (Le et al. 2015) applies to cell 'rnn' with nonlinearity 'relu' only; "

@@ -48,6 +48,8 @@ class HandRNN(nn.Module):
         self.fused = fused  # the cells' fast whole-sequence paths; False: their plain layers
         self.cells = [cls(input_size if layer == 0 else hidden_size, hidden_size, nonlinearity,
                           max_steps) for layer in range(num_layers)]
+        for c in self.cells[:-1]:
+            c.top_layer = False
         self.nonlinearity = self.cells[0].nonlinearity
         self.state_names = self.cells[0].states
         self._names = []  # per layer: the cell's parameter names
