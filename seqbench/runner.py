@@ -171,6 +171,7 @@ def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool 
     device = resolve_device(cfg.device)
     out = Path(out)
     check_appendable(out / "runs.csv", RUN_COLUMNS)  # a foreign runs.csv fails before any work
+    trainer = Trainer(cfg, device)  # a cell that cannot be built fails before anything is written
     run_dir = _new_run_dir(out / "runs", cfg)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     _write_json(run_dir / "config.json", {"run_id": run_dir.name, "config_id": cfg.config_id(),
@@ -178,7 +179,6 @@ def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool 
                                           "checkpoint_every": checkpoint_every, **cfg.to_dict()})
     with open(run_dir / "curve.csv", "w", newline="") as f:
         csv.DictWriter(f, CURVE_COLUMNS, lineterminator="\n").writeheader()
-    trainer = Trainer(cfg, device)
     return _drive(trainer, run_dir, out, started_at, quiet, progress_stream, checkpoint_every,
                   handle_signals)
 

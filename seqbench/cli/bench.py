@@ -7,11 +7,11 @@ import click
 from seqbench import denormals
 from seqbench.choices import DEVICES, IMPLS, TASKS
 from seqbench.cli import BadInput, cli, config_errors
-from seqbench.cli.options import CELL, cell_metavar
+from seqbench.cli.options import CELL
 
 
 @cli.command()
-@click.option("--cell", type=CELL, metavar=cell_metavar(), multiple=True,
+@click.option("--cell", type=CELL, multiple=True,
               default=("rnn", "lstm", "gru"), show_default=True,
               help="Cells to time (repeatable): any registered cell or package.module:ClassName.")
 @click.option("--impl", type=click.Choice(IMPLS), multiple=True, default=IMPLS, show_default=True,

@@ -20,8 +20,24 @@ class CellName(click.ParamType):
         except ConfigError as exc:
             self.fail(str(exc), param, ctx)
 
+    def get_metavar(self, param, ctx=None):
+        return cell_metavar()
+
 
 CELL = CellName()
+
+
+class CellOption(click.Option):
+    """``--cell``, whose help lists the registry when the help is shown (not when seqbench.cli
+    is imported), so that cells registered since then are listed too."""
+
+    def __init__(self, *args, help_suffix: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help_suffix = help_suffix
+
+    def get_help_record(self, ctx):
+        self.help = f"{cell_help()}{self.help_suffix}."
+        return super().get_help_record(ctx)
 
 
 def cell_help() -> str:
@@ -65,8 +81,8 @@ def cell_options(multiple: bool):
         return click.option(*names, multiple=multiple, default=default, **kw)
 
     return _stack([
-        opt("--cell", type=CELL, metavar=cell_metavar(), default="lstm", show_default=True,
-            help=f"{cell_help()}{many}."),
+        opt("--cell", cls=CellOption, type=CELL, default="lstm", show_default=True,
+            help_suffix=many),
         opt("--impl", type=click.Choice(IMPLS), default="hand" if multiple else "builtin",
             show_default=True,
             help="builtin: torch.nn module (cuDNN / oneDNN), for "
