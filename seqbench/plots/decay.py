@@ -89,13 +89,15 @@ FAMILIES = ("activation", "initialization", "normalization", "depth", "gated cel
 
 def family(row: dict) -> str:
     """Which kind of remedy a series is, for ``by_family`` columns; "" for the plain tanh RNN."""
-    if row["cell"] in ("lstm", "gru"):
+    if row["cell"] in ("lstm", "gru", "mingru", "minlstm"):
         return "gated cells"
+    if row["cell"] != "rnn":  # the cells designed for long lags: IndRNN, expRNN, coRNN, LRU, plugins
+        return "other cells"
     if row.get("norm", "none") not in ("none", None, "") and row["norm"] == row["norm"]:
         return "normalization"
     if row.get("init", "default") != "default" or float(row.get("init_gain", 1.0)) != 1.0:
         return "initialization"
-    if row.get("nonlinearity", "tanh") != "tanh":
+    if row.get("nonlinearity", "tanh") not in ("tanh", None, "") and row["nonlinearity"] == row["nonlinearity"]:
         return "activation"
     if int(row.get("layers", 1)) > 1:
         return "depth"
