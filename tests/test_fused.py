@@ -1,4 +1,4 @@
-"""seqbench.cells fast paths: gradient checks of the whole-sequence Functions, and parity of HandRNN (fused and
+"""seqbench.cells fast paths: gradient checks of the whole-sequence Functions, and parity of HandRNN (fused
 unfused) with torch.nn.RNN/LSTM/GRU."""
 
 import pytest

@@ -97,7 +97,8 @@ def family(row: dict) -> str:
         return "normalization"
     if row.get("init", "default") != "default" or float(row.get("init_gain", 1.0)) != 1.0:
         return "initialization"
-    if row.get("nonlinearity", "tanh") not in ("tanh", None, "") and row["nonlinearity"] == row["nonlinearity"]:
+    nonlinearity = row.get("nonlinearity", "tanh")
+    if nonlinearity not in ("tanh", None, "") and nonlinearity == nonlinearity:  # NaN: not set
         return "activation"
     if int(row.get("layers", 1)) > 1:
         return "depth"
