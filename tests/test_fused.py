@@ -1,5 +1,5 @@
 """seqbench.cells fast paths: gradient checks of the whole-sequence Functions, and parity of HandRNN (fused
-unfused) with torch.nn.RNN/LSTM/GRU."""
+and unfused) with torch.nn.RNN/LSTM/GRU."""
 
 import pytest
 import torch
