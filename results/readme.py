@@ -396,6 +396,33 @@ def long_lags() -> str:
             + users + "\n")
 
 
+def atlas() -> str:
+    """Every registered cell's decay at initialization at one long lag (the cells issue's atlas)."""
+    path = HERE / "atlas" / "grads.csv"
+    if not path.exists():
+        return ""
+    table = summarize(read_grads([path]))
+    last = max((c for c in table.columns if c.startswith("ratio_lag")),
+               key=lambda c: int(c.removeprefix("ratio_lag")))
+    rows = []
+    for r in table.to_dict("records"):
+        n, reached = int(r["seeds"]), int(r["horizon_reached"])
+        horizon = (f"{_num(r['horizon_km_median'], '{:.0f}')} (reached in {reached} of {n})"
+                   if reached else f"> {int(r['seq_len'])} in all {n} seeds")
+        rows.append([f"`{r['series']}`", f"x{r['decay_factor']:.4f}", horizon, _num(r[last])])
+    T = int(table["seq_len"].iloc[0])
+    return (f"\n## 6. Every cell at initialization: the decay atlas, adding T = {T:,}\n\n"
+            f"![decay at initialization, every cell, adding T={T}](figures/decay_atlas_T{T}.png)"
+            f"\n\n`seqbench grads --task adding --seq-len {T}` for every registered cell "
+            "(`--impl hand`: every lag), H = 128, each cell at its paper's initialization "
+            "(README.md, Cells): the decay factor per step (mean over seeds), the gradient "
+            "horizon (the lag where ||dL/dh|| falls below 1e-6 of its lag-0 value; Kaplan-Meier "
+            "median, seeds that never reach it censored at the sequence) and the norm at the "
+            "longest lag relative to lag 0.\n\n"
+            + _table(["cell", "decay factor", "horizon",
+                      f"norm at lag {last.removeprefix('ratio_lag')} / lag 0"], rows))
+
+
 def provenance() -> str:
     rows = []
     for name in ("runs.csv", "fixes/runs.csv", "long/runs.csv"):
@@ -425,7 +452,7 @@ def regenerating() -> str:
 
 def render() -> str:
     sections = [header(), gradients_at_init(), training_opens_gates(), quick_sweeps(), fixes(),
-                long_lags(), provenance(), regenerating()]
+                long_lags(), atlas(), provenance(), regenerating()]
     return "\n".join(s.rstrip("\n") + "\n" for s in sections if s)
 
 
