@@ -408,9 +408,28 @@ def atlas() -> str:
     for r in table.to_dict("records"):
         n, reached = int(r["seeds"]), int(r["horizon_reached"])
         horizon = (f"{_num(r['horizon_km_median'], '{:.0f}')} (reached in {reached} of {n})"
-                   if reached else f"> {int(r['seq_len'])} in all {n} seeds")
+                   if reached else f"> {last.removeprefix('ratio_lag')} in all {n} seeds")
         rows.append([f"`{r['series']}`", f"x{r['decay_factor']:.4f}", horizon, _num(r[last])])
     T = int(table["seq_len"].iloc[0])
+    # a straight-line fit over every norm above the underflow floor: a curve that falls fast and
+    # then lies flat far below its lag-0 value is fitted as slow decay; its horizon says more
+    flat = [f"`{r['series']}`" for r in table.to_dict("records")
+            if r["horizon_reached"] == r["seeds"] and r["decay_factor"] > 0.9]
+    records = table.to_dict("records")
+    keep = [r["series"] for r in records if r["horizon_reached"] == 0]
+    lose = [r for r in records if r["horizon_reached"] == r["seeds"]]
+    shows = ("\nWhat it shows: the gradient at h_t (for the LSTM the cell state c_t carries "
+             "its own, section 1) reaches every lag of the sequence at initialization "
+             f"in {_names(keep)} (no seed's norm fell below 1e-6 of its lag-0 value); in "
+             f"{_names(r['series'] for r in lose)} it falls below that within "
+             f"{min(r['horizon_km_median'] for r in lose):.0f}-"
+             f"{max(r['horizon_km_median'] for r in lose):.0f} steps. A gradient that reaches "
+             "the lag is what training needs to start, not a promise that it solves the task "
+             "(section 5 and `tasks/long.toml` say which cells do).\n") if keep and lose else ""
+    caveat = shows + ("" if not flat else
+              f"\n{', '.join(flat)}: the decay factor is a least-squares line over every norm above "
+              "the underflow floor, and this curve falls fast, then lies flat many orders of "
+              "magnitude below its lag-0 value; read its horizon, not its factor.\n")
     return (f"\n## 6. Every cell at initialization: the decay atlas, adding T = {T:,}\n\n"
             f"![decay at initialization, every cell, adding T={T}](figures/decay_atlas_T{T}.png)"
             f"\n\n`seqbench grads --task adding --seq-len {T}` for every registered cell "
@@ -420,7 +439,7 @@ def atlas() -> str:
             "median, seeds that never reach it censored at the sequence) and the norm at the "
             "longest lag relative to lag 0.\n\n"
             + _table(["cell", "decay factor", "horizon",
-                      f"norm at lag {last.removeprefix('ratio_lag')} / lag 0"], rows))
+                      f"norm at lag {last.removeprefix('ratio_lag')} / lag 0"], rows) + caveat)
 
 
 def provenance() -> str:

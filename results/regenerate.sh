@@ -18,6 +18,9 @@ seqbench grads --task adding --seq-len 500 --cell rnn --cell lstm --cell gru --s
 seqbench grads --task adding --seq-len 500 --cell lstm --forget-bias 1 --seeds 3 \
   --out results/grads.csv
 seqbench grads --spec tasks/fixes.toml --profile quick --out results/fixes/grads_init.csv
+seqbench grads --task adding --seq-len 1000 --cell rnn --cell lstm --cell gru --cell indrnn \
+  --cell exprnn --cell cornn --cell lru --cell mingru --cell minlstm --seeds 3 \
+  --out results/atlas/grads.csv
 
 # 3. Leaderboards (leaderboard.csv, leaderboard_headline.csv; the fixes with the learning rate
 #    selected on validation, and every arm against the tanh RNN)
@@ -26,6 +29,8 @@ seqbench leaderboard --runs results/fixes/runs.csv --select lr --against rnn_tan
 
 # 4. Figures
 seqbench plot decay results/grads.csv -o results/figures/decay_adding_T500.png
+seqbench plot decay results/atlas/grads.csv -o results/figures/decay_atlas_T1000.png \
+  --title "Gradient norm against lag at initialization, every cell, adding T = 1000"
 seqbench plot decay results/runs --task delayed_recall --seq-len 10 --at init --at end \
   -o results/figures/decay_training_delayed_recall_T10.png
 seqbench plot decay results/runs --task adding --seq-len 50 --at init --at end \
