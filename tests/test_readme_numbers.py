@@ -166,6 +166,7 @@ class Check:
         self.gc_and_before(text)
         self.sweep_throughput(text)
         self.gpu(text)
+        self.long_lag_cells(md, text)
         self.nothing_else(text)
 
     def claim(self, text: str, pattern: str, what: str) -> re.Match | None:
@@ -483,6 +484,30 @@ class Check:
                         span(self.values([b], cell, impl, t, "ms_step"), ms),
                     )
                     i += 1
+
+    def long_lag_cells(self, md: str, text: str) -> None:
+        """The new cells' step time over the built-in LSTM's, T = 1,000 and 5,000, one bench."""
+        intro, header, rows = table_after(md, "**The long-lag cells against the LSTM**")
+        ids = re.findall(BENCH_ID, intro)
+        if len(ids) != 1:
+            self.problems.append("the long-lag cells paragraph names no single bench")
+            return
+        self.attr(ids, "against", "lstm", "long-lag cells: against lstm")
+        self.attr(ids, "threads", "1", "long-lag cells: one thread")
+        for row in rows:
+            cell = row[0]
+            for t, quoted in ((1000, row[2]), (5000, row[3])):
+                self.equal(f"{cell} / lstm T={t}", quoted,
+                           span(self.values(ids, cell, "hand", t, "ratio_to_against")))
+        # "the built-in LSTM's step grows faster than linearly in T": its time, recomputed from
+        # any cell's row as ms_step / ratio_to_against, more than 5x from T = 1,000 to 5,000
+        if rows and self.find(text, r"the built-in LSTM's step grows faster than linearly in T",
+                              "long-lag cells: LSTM superlinear"):
+            lstm = {t: self.values(ids, rows[0][0], "hand", t, "ms_step")[0]
+                    / self.values(ids, rows[0][0], "hand", t, "ratio_to_against")[0]
+                    for t in (1000, 5000)}
+            if not lstm[5000] > 5 * lstm[1000]:
+                self.problems.append(f"the LSTM's step is not superlinear in T: {lstm}")
 
     def nothing_else(self, text: str) -> None:
         """No decimal number and no number with a unit outside the sentences checked above."""
