@@ -39,11 +39,11 @@ import torch
 
 from seqbench.cells import CellConfig, cell_names, check_cell_name
 from seqbench.cells.fused import WORKSPACE
-from seqbench.choices import IMPLS, TASKS
+from seqbench.choices import IMPLS
 from seqbench.errors import ConfigError
 from seqbench.model import SequenceModel, build_model
 from seqbench.provenance import environment, kernel, resolve_device
-from seqbench.tasks import Batch, Task, make_task
+from seqbench.tasks import Batch, Task, check_task_name, make_task
 from seqbench.train import synchronize
 
 BENCH_COLUMNS = [
@@ -89,8 +89,7 @@ class BenchConfig:
         bad = [v for v in self.impls if v not in IMPLS]
         if bad:
             raise ConfigError(f"unknown impl {bad[0]!r}; allowed: {', '.join(IMPLS)}")
-        if self.task not in TASKS:
-            raise ConfigError(f"unknown task {self.task!r}; allowed: {', '.join(TASKS)}")
+        check_task_name(self.task)
         if not self.seq_lens:
             raise ConfigError("no seq_len given")
         task = make_task(self.task)

@@ -1,10 +1,10 @@
 """Names the command line offers, kept free of heavy imports so that ``--help`` is instant.
 
-The library modules build their registries from these same tuples; the cells are listed by their
-registry (seqbench.cells.registry), which plugins extend.
+The library modules build their registries from these same tuples; the cells and the tasks are
+listed by their registries (seqbench.cells.registry, seqbench.tasks.registry), which plugins
+extend.
 """
 
-TASKS = ("adding", "copy", "delayed_recall")
 IMPLS = ("builtin", "hand")
 NONLINEARITIES = ("tanh", "relu", "leaky_relu", "elu", "linear")
 DEVICES = ("auto", "cpu", "cuda")

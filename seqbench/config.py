@@ -39,7 +39,7 @@ def config_column_names() -> list[str]:
 class RunConfig:
     """Everything that defines one training run."""
 
-    task: str = "adding"  # adding | copy | delayed_recall
+    task: str = "adding"  # a registered task (seqbench run --help) or package.module:ClassName
     variant: str | None = None  # task variant; None = the task's default
     seq_len: int = 100  # the lag T the task is named by (total steps are recorded too)
     cell: CellConfig = field(default_factory=CellConfig)

@@ -71,11 +71,12 @@ import pandas as pd
 
 from seqbench import stats
 from seqbench.cells import CellConfig, cell_names
-from seqbench.choices import IMPLS, TASKS
+from seqbench.choices import IMPLS
 from seqbench.config import COLUMN_NAMES, RunConfig, config_column_names
 from seqbench.errors import ConfigError
 from seqbench.results import read_results
 from seqbench.tables import render
+from seqbench.tasks import check_task_name, task_names
 
 FINISHED = ("ok", "diverged")
 #: RunConfig fields that do not change what a run computes: never leaderboard keys
@@ -126,8 +127,7 @@ def load_runs(path: str | os.PathLike, task: str | None = None) -> pd.DataFrame:
     if "config_id" not in df.columns or "status" not in df.columns:
         raise ConfigError(f"{path} is not a seqbench runs file (no config_id/status columns)")
     if task is not None:
-        if task not in TASKS:
-            raise ConfigError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+        check_task_name(task)
         present = sorted(df["task"].dropna().unique()) if "task" in df.columns else []
         df = df[df["task"] == task]
         if df.empty:
@@ -187,7 +187,7 @@ def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Sorted for reading: task and variant; cell (registry order); the configurations with the
     fewest changes from the defaults first (a spec's reference arm before its fixes); label;
     implementation; the other keys; seq_len."""
-    orders = {"task": TASKS, "cell": cell_names(), "impl": IMPLS}
+    orders = {"task": task_names(), "cell": cell_names(), "impl": IMPLS}
 
     def sort_key(col: pd.Series) -> pd.Series:
         if col.name in orders:

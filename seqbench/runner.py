@@ -33,6 +33,7 @@ from seqbench.model import count_parameters
 from seqbench.progress import ProgressLine, format_duration
 from seqbench.provenance import environment, kernel, resolve_device
 from seqbench.results import RUN_COLUMNS, append_rows, check_appendable, read_rows
+from seqbench.tasks import make_task
 from seqbench.train import CurvePoint, Trainer, TrainResult
 
 CURVE_COLUMNS = [f for f in CurvePoint.__dataclass_fields__]
@@ -68,10 +69,13 @@ def summary_line(cfg: RunConfig, result: TrainResult, baseline: float) -> str:
         return f"{head}: diverged at step {result.steps_taken} (loss not finite), {took}"
     if result.status == "interrupted":
         return f"{head}: interrupted at step {result.steps_taken}, {took}"
-    loss_name = "MSE" if cfg.task == "adding" else "loss"
+    # a regression task's loss is an MSE and its accuracy says little; a classification task's
+    # accuracy is what its solved criterion reads
+    regression = make_task(cfg.task, cfg.variant).kind == "regression"
+    loss_name = "MSE" if regression else "loss"
     loss = result.final.loss
     metric = f"test {loss_name} {loss:.4g} ({100 * loss / baseline:.1f}% of baseline)"
-    if cfg.task != "adding":
+    if not regression:
         metric += f", accuracy {result.final.accuracy:.3f}"
     if result.solved:
         outcome = f"solved at step {result.solved_step}"

@@ -1,7 +1,7 @@
 """Task generators: layouts, marker placement, targets, analytic baselines, seeding, accuracy.
 
 Conventions checked against docs/references.md section 1 (Hochreiter 1997; Le 2015; Arjovsky 2016;
-Bai 2018) and the task docstrings in seqbench/tasks.py.
+Bai 2018) and the task docstrings in seqbench/tasks/.
 """
 
 import math
@@ -12,8 +12,10 @@ import torch.nn.functional as F
 
 from seqbench import seeding
 from seqbench.errors import ConfigError
-from seqbench.tasks import TASKS, AddingTask, CopyTask, DelayedRecallTask, make_task
+from seqbench.tasks import AddingTask, CopyTask, DelayedRecallTask, make_task, task_class
+from seqbench.tasks.registry import BUILTIN_TASKS
 
+TASKS = {e.name: task_class(e.name) for e in BUILTIN_TASKS}
 ALL = [(name, variant) for name, cls in TASKS.items() for variant in cls.variants]
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from seqbench import denormals
-from seqbench.choices import DEVICES, IMPLS, TASKS
+from seqbench.choices import DEVICES, IMPLS
 from seqbench.cli import BadInput, cli, config_errors
-from seqbench.cli.options import CELL
+from seqbench.cli.options import CELL, TASK
 
 
 @cli.command()
@@ -21,7 +21,7 @@ from seqbench.cli.options import CELL
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--task", type=click.Choice(TASKS), default="adding", show_default=True,
+@click.option("--task", type=TASK, default="adding", show_default=True,
               help="Task whose batches are fed.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
               help="Timed rounds per variant (the median is reported).")

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import click
 
-from seqbench.choices import TASKS
 from seqbench.cli import cli, config_errors
+from seqbench.cli.options import TASK
 
 
 @cli.command()
 @click.option("--runs", "runs_csv", type=click.Path(dir_okay=False), default="results/runs.csv",
               show_default=True, help="The runs CSV to aggregate.")
-@click.option("--task", type=click.Choice(TASKS), default=None,
+@click.option("--task", type=TASK, default=None,
               help="Print this task only (the CSV files always hold every task).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "markdown"]), default="table",
               show_default=True, help="How to print: aligned table, CSV, or a Markdown pipe table.")

@@ -1,12 +1,15 @@
-"""Option groups shared by several commands (task, cell and its remedies, device)."""
+"""Option groups shared by several commands (task, cell and its remedies, device); the task and
+cell names, help lines and variants come from their registries."""
 
 from __future__ import annotations
 
 import click
 
 from seqbench.cells.registry import BUILTIN_CELLS, check_cell_name, registry
-from seqbench.choices import DEVICES, IMPLS, INITS, NONLINEARITIES, NORMS, TASKS
+from seqbench.choices import DEVICES, IMPLS, INITS, NONLINEARITIES, NORMS
 from seqbench.errors import ConfigError
+from seqbench.tasks.registry import check_task_name
+from seqbench.tasks.registry import registry as task_registry
 
 
 class CellName(click.ParamType):
@@ -50,6 +53,60 @@ def cell_metavar() -> str:
     return "[" + "|".join(registry()) + "|MODULE:CLASS]"
 
 
+class TaskName(click.ParamType):
+    """A registered task (seqbench's or an installed plugin's) or package.module:ClassName."""
+
+    name = "task"
+
+    def convert(self, value, param, ctx):
+        try:
+            return check_task_name(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+    def get_metavar(self, param, ctx=None):
+        return task_metavar()
+
+
+TASK = TaskName()
+
+
+class RegistryHelpOption(click.Option):
+    """An option whose help is built from a registry when the help is shown (not when seqbench.cli
+    is imported), so that tasks registered since then are listed too: ``help_from`` gives it."""
+
+    def __init__(self, *args, help_from, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help_from = help_from
+
+    def get_help_record(self, ctx):
+        self.help = self.help_from()
+        return super().get_help_record(ctx)
+
+
+def _variants(entry) -> str:
+    if not entry.variants:
+        return "its class's variants"
+    first, *rest = entry.variants
+    return ", ".join([f"{first} (default)", *rest])
+
+
+def task_help() -> str:
+    """The --task help: every registered task with its line and variants, from the registry."""
+    lines = [f"{e.name}: {e.summary} [{_variants(e)}]" for e in task_registry().values()]
+    return "Which task. " + "; ".join(lines) + "; or a Task subclass as package.module:ClassName."
+
+
+def variant_help() -> str:
+    """The --variant help: each registered task's variants, the default first."""
+    lines = [f"{e.name}: {_variants(e)}" for e in task_registry().values()]
+    return "Task variant [default: the task's first]. " + "; ".join(lines) + "."
+
+
+def task_metavar() -> str:
+    return "[" + "|".join(task_registry()) + "|MODULE:CLASS]"
+
+
 def _stack(decorators):
     def apply(fn):
         for decorator in reversed(decorators):
@@ -61,11 +118,9 @@ def _stack(decorators):
 
 def task_options(fn):
     return _stack([
-        click.option("--task", type=click.Choice(TASKS), default="adding", show_default=True,
-                     help="Which task."),
-        click.option("--variant", default=None,
-                     help="Task variant. adding: halves (default), anywhere; copy: arjovsky "
-                          "(default), tcn; delayed_recall: noisy (default), blank."),
+        click.option("--task", cls=RegistryHelpOption, type=TASK, default="adding",
+                     show_default=True, help_from=task_help),
+        click.option("--variant", cls=RegistryHelpOption, default=None, help_from=variant_help),
         click.option("--seq-len", "-T", type=click.IntRange(min=1), default=100, show_default=True,
                      help="The lag T the task is named by (total sequence steps are recorded too)."),
     ])(fn)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from seqbench.choices import TASKS
 from seqbench.cli import cli, config_errors
+from seqbench.cli.options import TASK
 
 
 @cli.group()
@@ -118,7 +118,7 @@ def select_option(f):
 @click.option("-o", "--output", default=None,
               help="Output file; the suffix picks the format (PNG without one) "
                    "[default: figures/solve_rate.png beside RUNS_CSV].")
-@click.option("--task", type=click.Choice(TASKS), default=None, help="Draw this task only.")
+@click.option("--task", type=TASK, default=None, help="Draw this task only.")
 @click.option("--title", default=None, help="A title over the whole figure.")
 @select_option
 @config_errors
@@ -145,7 +145,7 @@ def solve_rate(runs_csv, output, task, title, select):
 @click.option("-o", "--output", default=None,
               help="Output file; the suffix picks the format (PNG without one) "
                    "[default: figures/loss.png beside RUNS_CSV].")
-@click.option("--task", type=click.Choice(TASKS), default=None, help="Draw this task only.")
+@click.option("--task", type=TASK, default=None, help="Draw this task only.")
 @click.option("--title", default=None, help="A title over the whole figure.")
 @select_option
 @config_errors
@@ -168,7 +168,7 @@ def loss(runs_csv, output, task, title, select):
 @click.option("-o", "--output", default=None,
               help="Output file; the suffix picks the format (PNG without one) "
                    "[default: figures/curves.png beside the runs CSV, or under results/].")
-@click.option("--task", type=click.Choice(TASKS), default=None, help="Runs of this task (CSV).")
+@click.option("--task", type=TASK, default=None, help="Runs of this task (CSV).")
 @click.option("--seq-len", "-T", type=int, default=None, help="Runs of this lag (CSV).")
 @click.option("--cell", default=None, help="Runs of this cell (CSV).")
 @click.option("--label", default=None, help="Runs of this spec arm (CSV).")
@@ -216,7 +216,7 @@ def curves(sources, output, task, seq_len, cell, label, seed, metric, title):
 @click.option("-o", "--output", default=None,
               help="Output file; the suffix picks the format (PNG without one) "
                    "[default: figures/solved.png beside RUNS_CSV].")
-@click.option("--task", type=click.Choice(TASKS), default=None, help="Draw this task only.")
+@click.option("--task", type=TASK, default=None, help="Draw this task only.")
 @click.option("--title", default=None, help="A title over the whole figure.")
 @select_option
 @config_errors

@@ -1,0 +1,113 @@
+"""The task interface: ``Task`` (layout, sampling, loss, accuracy, baseline, solved criterion,
+variants) and ``Batch``, what every task of seqbench.tasks implements.
+
+Each task is sampled at any lag T (the length is an argument of ``sample``, not of the task), from a
+``torch.Generator`` so that data is reproducible from a seed. Tensors are time-major, as PyTorch's
+recurrent modules expect by default:
+
+    inputs   (S, B, input_size)  float32, S = task.total_steps(T)
+    targets  (R, B)              float32 (regression) or int64 (class index), R = len(readout steps)
+
+The model reads out only at ``task.readout_steps(T)``; the loss and accuracy are computed there.
+``task.query_step(T)`` is the single step whose loss the gradient probe differentiates, and
+``task.baseline_loss(T)`` is the analytic loss of the best memoryless predictor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from seqbench.errors import ConfigError
+
+
+@dataclass
+class Batch:
+    """One sampled batch: inputs over all steps, targets at the readout steps."""
+
+    inputs: torch.Tensor  # (S, B, input_size)
+    targets: torch.Tensor  # (R, B)
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.inputs.to(device), self.targets.to(device))
+
+
+class Task:
+    """Base class: a sequence task with a loss, an accuracy, a baseline and variants."""
+
+    name: str = ""
+    variants: tuple[str, ...] = ()
+    input_size: int = 0
+    output_size: int = 0
+    #: "regression" (MSE on a scalar) or "classification" (cross-entropy over output_size classes)
+    kind: str = "classification"
+
+    def __init__(self, variant: str | None = None):
+        variant = variant or self.variants[0]
+        if variant not in self.variants:
+            raise ConfigError(
+                f"unknown variant {variant!r} for task {self.name}; "
+                f"allowed: {', '.join(self.variants)}"
+            )
+        self.variant = variant
+
+    # -- layout -------------------------------------------------------------------------------
+    def total_steps(self, seq_len: int) -> int:
+        """Number of input steps of a sequence with lag ``seq_len``."""
+        raise NotImplementedError
+
+    def readout_steps(self, seq_len: int) -> slice:
+        """Steps at which the model's output is read (and the loss taken)."""
+        raise NotImplementedError
+
+    def query_step(self, seq_len: int) -> int:
+        """The step t* whose loss alone the gradient probe differentiates."""
+        raise NotImplementedError
+
+    def lag_range(self, seq_len: int) -> tuple[int, int]:
+        """The shortest and longest lag, in steps, between the input that must be remembered
+        longest and the step where it is read: what ``--seq-len`` means for this task."""
+        raise NotImplementedError
+
+    def min_seq_len(self) -> int:
+        return 1
+
+    def check_seq_len(self, seq_len: int) -> None:
+        if not isinstance(seq_len, int) or seq_len < self.min_seq_len():
+            raise ConfigError(
+                f"seq_len must be an integer >= {self.min_seq_len()} for task {self.name}, "
+                f"got {seq_len!r}"
+            )
+
+    # -- data ----------------------------------------------------------------------------------
+    def sample(self, seq_len: int, batch_size: int, generator: torch.Generator) -> Batch:
+        raise NotImplementedError
+
+    # -- metrics -------------------------------------------------------------------------------
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean loss over the readout steps and the batch. ``outputs``: (R, B, output_size)."""
+        if self.kind == "regression":
+            return F.mse_loss(outputs.squeeze(-1), targets)
+        return F.cross_entropy(outputs.reshape(-1, self.output_size), targets.reshape(-1))
+
+    def query_loss(self, outputs: torch.Tensor, targets: torch.Tensor, seq_len: int) -> torch.Tensor:
+        """Loss at the query step only (what the gradient probe differentiates)."""
+        r = self.query_step(seq_len) - self.readout_steps(seq_len).start
+        return self.loss(outputs[r : r + 1], targets[r : r + 1])
+
+    def accuracy(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """Accuracy on the positions that matter (see each task)."""
+        raise NotImplementedError
+
+    def baseline_loss(self, seq_len: int) -> float:
+        """Analytic loss of the best predictor that has no memory of the input."""
+        raise NotImplementedError
+
+    def solved(self, loss: float, accuracy: float) -> bool:
+        """Copy and delayed recall: recall accuracy of at least 0.99 on held-out data."""
+        return accuracy >= 0.99
+
+    def describe(self, seq_len: int) -> str:
+        return f"{self.name}/{self.variant} T={seq_len}"

@@ -1,0 +1,113 @@
+"""Which tasks exist: seqbench's own, installed plugins (entry-point group ``seqbench.tasks``) and
+any importable Task subclass named as ``package.module:ClassName``.
+
+Kept free of torch: the command line's help, specs and leaderboards read names, summaries and
+variants from here; a task's code is imported only when a run needs it (``task_class``,
+``make_task``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from seqbench.cells.registry import is_class_path
+from seqbench.errors import ConfigError
+
+#: the entry-point group an installed package lists its tasks under
+ENTRY_POINT_GROUP = "seqbench.tasks"
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A registered task: its name, where its class lives, one line of help and its variants
+    (the default first; empty when only the class knows them, as for a plugin)."""
+
+    name: str
+    target: str  # "package.module:ClassName"
+    summary: str
+    variants: tuple[str, ...] = ()
+
+
+#: seqbench's own tasks, in the order tables and figures list them. A new task: one line here.
+#: The variants repeat the class's own (tests/test_task_registry.py holds them equal) so that help
+#: texts can list them without importing torch.
+BUILTIN_TASKS = (
+    TaskEntry("adding", "seqbench.tasks.adding:AddingTask",
+              "sum of the two marked values, read at the last step (Hochreiter 1997; Le 2015)",
+              ("halves", "anywhere")),
+    TaskEntry("copy", "seqbench.tasks.copy:CopyTask",
+              "reproduce 10 symbols after T blanks and a delimiter (Arjovsky 2016)",
+              ("arjovsky", "tcn")),
+    TaskEntry("delayed_recall", "seqbench.tasks.delayed_recall:DelayedRecallTask",
+              "report the step-0 symbol when cued at step T (ours)", ("noisy", "blank")),
+)
+
+
+@functools.cache
+def registry() -> dict[str, TaskEntry]:
+    """Name -> entry: seqbench's tasks, then installed plugins (a plugin cannot shadow one)."""
+    tasks = {e.name: e for e in BUILTIN_TASKS}
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        if ep.name not in tasks:
+            dist = ep.dist.name if ep.dist is not None else "an installed package"
+            tasks[ep.name] = TaskEntry(ep.name, ep.value, f"plugin from {dist} ({ep.value})")
+    return tasks
+
+
+def task_names() -> tuple[str, ...]:
+    """Every registered task name, seqbench's first."""
+    return tuple(registry())
+
+
+def check_task_name(name: str) -> str:
+    """``name`` if it is a registered task or a ``package.module:ClassName``; else a ConfigError
+    that lists the allowed names."""
+    if name in registry() or is_class_path(name):
+        return name
+    raise ConfigError(f"unknown task {name!r}; allowed: {', '.join(task_names())}, "
+                      "or a class as package.module:ClassName")
+
+
+@functools.cache
+def task_class(name: str) -> type:
+    """The Task subclass of task ``name``. Imports torch. Anything wrong with a plugin is a
+    one-line ConfigError."""
+    target = registry()[name].target if name in registry() else check_task_name(name)
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a plugin's import may fail in any way; the user gets one line
+        raise ConfigError(f"task {name!r}: cannot import {module_name}: "
+                          f"{type(exc).__name__}: {exc}") from None
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise ConfigError(f"task {name!r}: module {module_name} has no {attr!r}")
+    from seqbench.tasks.base import Task
+
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ConfigError(f"task {name!r}: {target} is not a subclass of seqbench.tasks.Task")
+    variants = getattr(cls, "variants", ())
+    if not (isinstance(variants, tuple) and variants and all(isinstance(v, str) for v in variants)):
+        # Task() takes the first variant as the default, so there must be one
+        raise ConfigError(f"task {name!r}: {target}.variants must be a non-empty tuple of names")
+    return cls
+
+
+def make_task(name: str, variant: str | None = None):
+    """Build task ``name`` (registered, or ``package.module:ClassName``) in ``variant`` (None: its
+    default); an unknown name or variant is a ConfigError listing the valid ones."""
+    cls = task_class(name)
+    try:
+        task = cls(variant)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a plugin's constructor may fail in any way; the user gets one line
+        raise ConfigError(f"task {name!r}: {cls.__name__}({variant!r}) failed: "
+                          f"{type(exc).__name__}: {exc}") from None
+    # rows and probes record task.name, and models are rebuilt from it (seqbench.model): it must
+    # be the name the task was made by, also for a class path whose class names itself otherwise
+    task.name = name
+    return task
