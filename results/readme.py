@@ -387,6 +387,19 @@ def long_lags() -> str:
                  f"{_rate(default.iloc[0])}." if len(default) else
                  "no seed recorded yet (its runs were restarted after the denormal fix, "
                  "README.md, Performance; `--profile cpu_t500` resumes them)."))
+    chrono = board[(board["label"] == "lstm_chrono") & (board["seq_len"] == 500)]
+    if len(default) and len(chrono):
+        from seqbench.stats import fisher_exact
+
+        def count(r) -> tuple[int, int]:
+            return round(r["solve_rate"] * r["n_seeds"]), int(r["n_seeds"])
+
+        (s1, n1), (s0, n0) = count(chrono.iloc[0]), count(default.iloc[0])
+        p_value, _ = fisher_exact(s1, n1, s0, n0)
+        users += (f" Its fix, chrono initialization (`lstm_chrono`): {s1} of {n1} seeds solved "
+                  f"against {s0} of {n0}, Fisher's exact test p = {p_value:.2g}"
+                  + (": not significant at 0.05 with this many seeds, the difference is not yet a "
+                     "claim (it needs 5 seeds of each arm)." if p_value >= 0.05 else "."))
     return ("\n## 5. Long lags (in progress)\n\n"
             "`tasks/long.toml`, the runs recorded so far (the sweep accumulates over sittings: "
             "`seqbench sweep tasks/long.toml --workers 2 --out results/long`); H = 128, "
