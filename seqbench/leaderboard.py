@@ -241,15 +241,19 @@ def rank_sample(finished: pd.DataFrame) -> np.ndarray:
 def km_inputs(finished: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(times, events) for Kaplan-Meier: a solved run's ``solved_step``; an unsolved or diverged
     run is censored at its ``step_budget`` (it had the whole budget and did not solve; a diverged
-    run would not have solved later either). Missing steps fall back to ``steps_taken``; a run
-    with neither is left out."""
+    run would not have solved later either), except a run that stopped on a validation result
+    its test set did not confirm (``val_solved`` and not ``solved``): it stopped training early, so
+    it is censored where it stopped, ``steps_taken``. Missing steps fall back to ``steps_taken``;
+    a run with neither is left out."""
     solved = solved_mask(finished).to_numpy()
     taken = _numbers(finished["steps_taken"]) if "steps_taken" in finished else \
         np.full(len(finished), np.nan)
     step = _numbers(finished["solved_step"]) if "solved_step" in finished else taken
     budget = _numbers(finished["step_budget"]) if "step_budget" in finished else taken
-    times = np.where(solved, np.where(np.isnan(step), taken, step),
-                     np.where(np.isnan(budget), taken, budget))
+    stopped_early = (_bool(finished["val_solved"]).to_numpy() & ~solved
+                     if "val_solved" in finished else np.zeros(len(finished), dtype=bool))
+    censor = np.where(stopped_early | np.isnan(budget), taken, budget)
+    times = np.where(solved, np.where(np.isnan(step), taken, step), censor)
     keep = np.isfinite(times)
     return times[keep], solved[keep]
 

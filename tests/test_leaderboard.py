@@ -457,3 +457,23 @@ def test_plot_decay_select_needs_the_runs_csv(tmp_path):
     result = CliRunner().invoke(cli, ["plot", "decay", str(tmp_path / "grads.csv"), "--select",
                                       "lr", "-o", str(tmp_path / "f.png")])
     assert result.exit_code == 2 and result.output.startswith("Error: --select needs --runs")
+
+
+def test_a_run_stopped_on_an_unconfirmed_validation_result_is_censored_where_it_stopped():
+    """Kaplan-Meier inputs: solved at solved_step; unsolved at the budget; a run whose validation
+    set met the criterion but whose test set did not stopped training early: censored there."""
+    import pandas as pd
+
+    from seqbench.leaderboard import km_inputs
+
+    runs = pd.DataFrame({
+        "status": ["ok", "ok", "ok", "diverged"],
+        "solved": ["True", "False", "False", "False"],
+        "val_solved": ["True", "True", "False", "False"],
+        "solved_step": [400, 300, None, None],
+        "steps_taken": [400, 300, 3000, 1200],
+        "step_budget": [3000, 3000, 3000, 3000],
+    })
+    times, events = km_inputs(runs)
+    assert list(times) == [400, 300, 3000, 3000]
+    assert list(events) == [True, False, False, False]
