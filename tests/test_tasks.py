@@ -37,6 +37,12 @@ EXPECTED = {
     ("copy", "tcn"): (1, torch.int64, lambda T: T + 20, lambda T: (0, T + 20), lambda T: T + 10),
     ("delayed_recall", "noisy"): (10, torch.int64, lambda T: T + 1, lambda T: (T, T + 1), lambda T: T),
     ("delayed_recall", "blank"): (10, torch.int64, lambda T: T + 1, lambda T: (T, T + 1), lambda T: T),
+    ("temporal_order", "6a"): (8, torch.int64, lambda T: T, lambda T: (T - 1, T), lambda T: T - 1),
+    ("temporal_order", "6b"): (8, torch.int64, lambda T: T, lambda T: (T - 1, T), lambda T: T - 1),
+    ("selective_copy", "mamba"):
+        (17, torch.int64, lambda T: T + 33, lambda T: (T + 17, T + 33), lambda T: T + 17),
+    ("selective_copy", "arjovsky"):
+        (10, torch.int64, lambda T: T + 21, lambda T: (T + 11, T + 21), lambda T: T + 11),
 }
 
 
@@ -48,6 +54,8 @@ def test_expected_covers_every_task_and_variant():
 @pytest.mark.parametrize("T", [2, 3, 17, 50])
 def test_shapes_dtypes_and_steps(name, variant, T):
     task = make_task(name, variant)
+    if T < task.min_seq_len():  # temporal order needs room for its marked symbols
+        pytest.skip(f"{name}/{variant} needs T >= {task.min_seq_len()}")
     channels, target_dtype, total, readout, query = EXPECTED[(name, variant)]
     B = 5
     batch = task.sample(T, B, gen(T))
@@ -383,7 +391,8 @@ def test_variant_of_another_task_is_rejected():
         make_task("adding", "tcn")
 
 
-@pytest.mark.parametrize("name,minimum", [("adding", 2), ("copy", 1), ("delayed_recall", 1)])
+@pytest.mark.parametrize("name,minimum", [("adding", 2), ("copy", 1), ("delayed_recall", 1),
+                                          ("temporal_order", 4), ("selective_copy", 1)])
 def test_seq_len_below_minimum_is_rejected(name, minimum):
     task = make_task(name)
     task.sample(minimum, 2, gen())

@@ -4,8 +4,8 @@
   entry-point group ``seqbench.tasks``, any ``package.module:ClassName``), with names, help and
   variants, without importing torch; ``make_task`` builds one;
 - ``seqbench.tasks.base``: the ``Task`` interface and ``Batch``;
-- ``seqbench.tasks.adding``, ``copy``, ``delayed_recall``: seqbench's tasks, each docstring drawing
-  its sequence layout.
+- ``seqbench.tasks.adding``, ``copy``, ``delayed_recall``, ``temporal_order``, ``selective_copy``:
+  seqbench's tasks, each docstring drawing its sequence layout.
 
 Importing this package does not import torch: ``Task``, ``Batch`` and the task classes are loaded
 on first use (``from seqbench.tasks import Task``), so that help texts and leaderboards stay light.
@@ -32,6 +32,8 @@ _LAZY = {
     "AddingTask": "seqbench.tasks.adding",
     "CopyTask": "seqbench.tasks.copy",
     "DelayedRecallTask": "seqbench.tasks.delayed_recall",
+    "TemporalOrderTask": "seqbench.tasks.temporal_order",
+    "SelectiveCopyTask": "seqbench.tasks.selective_copy",
 }
 
 
@@ -41,5 +43,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ENTRY_POINT_GROUP", "AddingTask", "Batch", "CopyTask", "DelayedRecallTask", "Task",
-           "TaskEntry", "check_task_name", "make_task", "registry", "task_class", "task_names"]
+__all__ = ["ENTRY_POINT_GROUP", "AddingTask", "Batch", "CopyTask", "DelayedRecallTask",
+           "SelectiveCopyTask", "Task", "TaskEntry", "TemporalOrderTask", "check_task_name",
+           "make_task", "registry", "task_class", "task_names"]

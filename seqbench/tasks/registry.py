@@ -43,6 +43,12 @@ BUILTIN_TASKS = (
               ("arjovsky", "tcn")),
     TaskEntry("delayed_recall", "seqbench.tasks.delayed_recall:DelayedRecallTask",
               "report the step-0 symbol when cued at step T (ours)", ("noisy", "blank")),
+    TaskEntry("temporal_order", "seqbench.tasks.temporal_order:TemporalOrderTask",
+              "classify the order of 2 (6a) or 3 (6b) marked X/Y symbols (Hochreiter 1997 exp. 6)",
+              ("6a", "6b")),
+    TaskEntry("selective_copy", "seqbench.tasks.selective_copy:SelectiveCopyTask",
+              "reproduce K data tokens scattered among T noise tokens (Gu & Dao 2023)",
+              ("mamba", "arjovsky")),
 )
 
 
