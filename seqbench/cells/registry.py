@@ -8,11 +8,10 @@ colours from here; a cell's code is imported only when a run needs it (``cell_cl
 from __future__ import annotations
 
 import functools
-import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 
 from seqbench.errors import ConfigError
+from seqbench.plugins import import_target, installed, is_class_path
 
 #: the entry-point group an installed package lists its cells under
 ENTRY_POINT_GROUP = "seqbench.cells"
@@ -56,23 +55,14 @@ BUILTIN_CELLS = (
 def registry() -> dict[str, CellEntry]:
     """Name -> entry: seqbench's cells, then installed plugins (a plugin cannot shadow one)."""
     cells = {e.name: e for e in BUILTIN_CELLS}
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
-        if ep.name not in cells:
-            dist = ep.dist.name if ep.dist is not None else "an installed package"
-            cells[ep.name] = CellEntry(ep.name, ep.value, f"plugin from {dist} ({ep.value})")
+    for name, target, summary in installed(ENTRY_POINT_GROUP):
+        cells.setdefault(name, CellEntry(name, target, summary))
     return cells
 
 
 def cell_names() -> tuple[str, ...]:
     """Every registered cell name, seqbench's first."""
     return tuple(registry())
-
-
-def is_class_path(name: str) -> bool:
-    """Whether ``name`` names a class as ``package.module:ClassName``."""
-    module, _, attr = name.partition(":")
-    return bool(module) and bool(attr) and all(p.isidentifier() for p in module.split(".")) \
-        and attr.isidentifier()
 
 
 def check_cell_name(name: str) -> str:
@@ -95,15 +85,7 @@ def cell_class(name: str):
     torch.nn.RNNCell comes back wrapped by seqbench.cells.plugin). Imports torch. Anything wrong
     with a plugin is a one-line ConfigError."""
     target = registry()[name].target if name in registry() else check_cell_name(name)
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # a plugin's import may fail in any way; the user gets one line
-        raise ConfigError(f"cell {name!r}: cannot import {module_name}: "
-                          f"{type(exc).__name__}: {exc}") from None
-    obj = getattr(module, attr, None)
-    if obj is None:
-        raise ConfigError(f"cell {name!r}: module {module_name} has no {attr!r}")
+    obj = import_target("cell", name, target)
     from seqbench.cells.plugin import as_cell
 
     return as_cell(obj, name)

@@ -9,12 +9,10 @@ variants from here; a task's code is imported only when a run needs it (``task_c
 from __future__ import annotations
 
 import functools
-import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 
-from seqbench.cells.registry import is_class_path
 from seqbench.errors import ConfigError
+from seqbench.plugins import import_target, installed, is_class_path
 
 #: the entry-point group an installed package lists its tasks under
 ENTRY_POINT_GROUP = "seqbench.tasks"
@@ -56,10 +54,8 @@ BUILTIN_TASKS = (
 def registry() -> dict[str, TaskEntry]:
     """Name -> entry: seqbench's tasks, then installed plugins (a plugin cannot shadow one)."""
     tasks = {e.name: e for e in BUILTIN_TASKS}
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
-        if ep.name not in tasks:
-            dist = ep.dist.name if ep.dist is not None else "an installed package"
-            tasks[ep.name] = TaskEntry(ep.name, ep.value, f"plugin from {dist} ({ep.value})")
+    for name, target, summary in installed(ENTRY_POINT_GROUP):
+        tasks.setdefault(name, TaskEntry(name, target, summary))
     return tasks
 
 
@@ -82,15 +78,7 @@ def task_class(name: str) -> type:
     """The Task subclass of task ``name``. Imports torch. Anything wrong with a plugin is a
     one-line ConfigError."""
     target = registry()[name].target if name in registry() else check_task_name(name)
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # a plugin's import may fail in any way; the user gets one line
-        raise ConfigError(f"task {name!r}: cannot import {module_name}: "
-                          f"{type(exc).__name__}: {exc}") from None
-    cls = getattr(module, attr, None)
-    if cls is None:
-        raise ConfigError(f"task {name!r}: module {module_name} has no {attr!r}")
+    cls = import_target("task", name, target)
     from seqbench.tasks.base import Task
 
     if not (isinstance(cls, type) and issubclass(cls, Task)):
