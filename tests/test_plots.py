@@ -345,3 +345,15 @@ def test_selected_figures_get_their_own_default_file_name(tmp_path):
     assert _runs_figure_output(None, str(runs), "solve_rate", None).name == "solve_rate.png"
     assert _runs_figure_output(None, str(runs), "solve_rate", "adding", ("lr",)).name == \
         "solve_rate_adding_lr_selected.png"
+
+
+def test_every_registered_cell_has_a_family_column():
+    """plot decay --by-family draws one column per family: a family without one would drop its
+    series silently."""
+    from seqbench.cells import cell_names
+    from seqbench.plots.decay import FAMILIES, family
+
+    for name in cell_names():
+        row = {"cell": name, "norm": "none", "init": "default", "init_gain": 1.0,
+               "nonlinearity": None, "layers": 1}
+        assert family(row) in FAMILIES or (name == "rnn" and family(row) == "")

@@ -84,7 +84,8 @@ def select(df: pd.DataFrame, task: str | None = None, seq_len: int | None = None
     return df
 
 
-FAMILIES = ("activation", "initialization", "normalization", "depth", "gated cells", "training options")
+FAMILIES = ("activation", "initialization", "normalization", "depth", "gated cells", "other cells",
+            "training options")
 
 
 def family(row: dict) -> str:
@@ -125,6 +126,7 @@ def _family_columns(df: pd.DataFrame, reference: str | None) -> pd.DataFrame:
     fam[df["series"] == reference] = ""
     fam[(fam == "") & (df["series"] != reference)] = "training options"
     columns = [f for f in FAMILIES if (fam == f).any()]
+    assert set(fam) - {""} <= set(columns), "a family without a column would drop its series"
     parts = [df[fam == f].assign(column=f) for f in columns]
     if reference is not None:
         parts += [df[df["series"] == reference].assign(column=f) for f in columns or [""]]
