@@ -46,7 +46,7 @@ def kernel(cell: str, impl: str, device: torch.device, norm: str = "none") -> st
     if impl == "hand":  # normalized cells run the plain autograd loop; the others ask the cell
         if norm != "none":
             return "hand (autograd)"
-        return cls(1, 1).kernel(device)
+        return cls.kernel(device)
     if device.type == "cuda":
         return "cudnn" if torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled else "aten"
     # On the CPU only nn.LSTM has a fused oneDNN path; nn.GRU and nn.RNN run an ATen loop.

@@ -15,7 +15,7 @@ does with a cell asks the class rather than branching on its name:
   into "forget"; chrono into "forget" or "update", and minus the same into "input");
 - ``norms``: the in-cell normalizations seqbench.normcells implements for it;
 - ``builtin``: the torch.nn twin's class name, or None;
-- ``kernel(device)``: the label of what runs it, recorded in every row;
+- ``kernel(device)`` (a class method): the label of what runs it, recorded in every row;
 - ``parametrize(module, layer)``: optional torch parametrizations of its registered parameters
   (an orthogonal W_hh), applied after initialization;
 - ``fast_layer`` (optional) and ``fast_layer_norms``: a faster whole-sequence path, and whether it
@@ -62,13 +62,18 @@ def record_grad_norm(state: Tensor, norms: Tensor | None, t: int) -> None:
     state.register_hook(hook)
 
 
-def input_projection(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> list[Tensor]:
-    """x W_ih^T (+ bias) for all steps in one product, returned as per-step views (indexing a
-    stacked tensor per step instead would make the backward pass O(T^2))."""
+def project_inputs(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
+    """x W_ih^T (+ bias) for all steps in one product: (T, B, G)."""
     T, B, n_in = x.shape
     flat = x.reshape(T * B, n_in)
     xp = torch.addmm(bias, flat, w_ih.t()) if bias is not None else flat @ w_ih.t()
-    return list(xp.view(T, B, -1).unbind(0))
+    return xp.view(T, B, -1)
+
+
+def input_projection(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> list[Tensor]:
+    """``project_inputs`` as per-step views (indexing a stacked tensor per step instead would make
+    the backward pass O(T^2))."""
+    return list(project_inputs(x, w_ih, bias).unbind(0))
 
 
 class Cell:
@@ -142,9 +147,11 @@ class Cell:
     #: whether ``fast_layer`` fills ``norms``; if not, the stack runs ``layer`` when they are asked
     fast_layer_norms: ClassVar[bool] = True
 
-    def kernel(self, device: torch.device) -> str:
-        """What runs the recurrence, for the row's ``kernel`` column."""
-        return "hand (fused)" if self.fast_layer is not None else "hand (autograd)"
+    @classmethod
+    def kernel(cls, device: torch.device) -> str:
+        """What runs the recurrence, for the row's ``kernel`` column (a class method: asking needs
+        no instance, whose construction may cost, as a plugin module's does)."""
+        return "hand (fused)" if cls.fast_layer is not None else "hand (autograd)"
 
     def extra_repr(self) -> str:
         """Options shown in the stack's repr beyond the sizes."""

@@ -130,5 +130,6 @@ class LRU(Cell):
         states = linear_scan(self.diag_lambda(params), self.project_in(params, x), state[0])
         return self.project_out(params, states, x), (states[-1],)
 
-    def kernel(self, device):
+    @classmethod
+    def kernel(cls, device):
         return "hand (scan)"

@@ -80,7 +80,8 @@ class LSTM(Cell):
                                 p["bias_hh"], norms_h=norms.get("h"), norms_c=norms.get("c"))
         return out, (h, c)
 
-    def kernel(self, device):
+    @classmethod
+    def kernel(cls, device):
         if device.type == "cpu":
             from seqbench import native
 

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seqbench.cells.base import Cell, input_projection, record_grad_norm
+from seqbench.cells.base import Cell, input_projection, project_inputs, record_grad_norm
 from seqbench.cells.scan import linear_scan, log_space_scan
 
 
@@ -122,11 +122,10 @@ class _MinRNN(Cell):
 
     @staticmethod
     def _projection(params, x: Tensor) -> Tensor:
-        T, B, I = x.shape
-        xp = torch.addmm(params["bias_ih"], x.reshape(T * B, I), params["weight_ih"].t())
-        return xp.view(T, B, -1)
+        return project_inputs(x, params["weight_ih"], params["bias_ih"])
 
-    def kernel(self, device):
+    @classmethod
+    def kernel(cls, device):
         return "hand (scan)"
 
 

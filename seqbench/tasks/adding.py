@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import torch
 
-from seqbench.tasks.base import Batch, Task
+from seqbench.tasks.base import Batch, LastStepTask
 
 
-class AddingTask(Task):
+class AddingTask(LastStepTask):
     """Adding problem: output the sum of the two marked values, read at the last step.
 
     Input: T steps, 2 channels. Channel 0 holds values uniform in [0, 1); channel 1 is a marker with
@@ -45,15 +45,6 @@ class AddingTask(Task):
         if self.variant == "halves":
             return seq_len - seq_len // 2, seq_len - 1
         return 1, seq_len - 1
-
-    def total_steps(self, seq_len: int) -> int:
-        return seq_len
-
-    def readout_steps(self, seq_len: int) -> slice:
-        return slice(seq_len - 1, seq_len)
-
-    def query_step(self, seq_len: int) -> int:
-        return seq_len - 1
 
     def sample(self, seq_len: int, batch_size: int, generator: torch.Generator) -> Batch:
         self.check_seq_len(seq_len)

@@ -111,3 +111,17 @@ class Task:
 
     def describe(self, seq_len: int) -> str:
         return f"{self.name}/{self.variant} T={seq_len}"
+
+
+class LastStepTask(Task):
+    """A task of T steps whose answer is read at its last step alone (the adding problem,
+    temporal order): the readout and the probe's query step are both step T - 1."""
+
+    def total_steps(self, seq_len: int) -> int:
+        return seq_len
+
+    def readout_steps(self, seq_len: int) -> slice:
+        return slice(seq_len - 1, seq_len)
+
+    def query_step(self, seq_len: int) -> int:
+        return seq_len - 1

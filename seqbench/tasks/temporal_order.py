@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from seqbench.tasks.base import Batch, Task
+from seqbench.tasks.base import Batch, LastStepTask
 
 #: the paper's windows for the marked positions at sequence length ~100, in percent of the length:
 #: 6a t1 in [10, 20], t2 in [50, 60]; 6b t1 in [10, 20], t2 in [33, 43], t3 in [66, 76]
@@ -37,7 +37,7 @@ def windows(variant: str, seq_len: int) -> list[tuple[int, int]]:
     return out
 
 
-class TemporalOrderTask(Task):
+class TemporalOrderTask(LastStepTask):
     """Temporal order: classify the order of the marked symbols X/Y, read at the last step.
 
     Hochreiter & Schmidhuber (1997), section 5, experiment 6. One-hot inputs over the paper's 8
@@ -86,15 +86,6 @@ class TemporalOrderTask(Task):
         # the smallest T whose windows fit strictly between the start and the end step
         # (windows only grow with T, so every longer T fits as well)
         return 4 if self.variant == "6a" else 5
-
-    def total_steps(self, seq_len: int) -> int:
-        return seq_len
-
-    def readout_steps(self, seq_len: int) -> slice:
-        return slice(seq_len - 1, seq_len)
-
-    def query_step(self, seq_len: int) -> int:
-        return seq_len - 1
 
     def lag_range(self, seq_len: int) -> tuple[int, int]:
         first, last = windows(self.variant, seq_len)[0]

@@ -66,5 +66,6 @@ class GatedLeaky(Cell):
 
     fast_layer_norms = True  # fast_layer records the norms above
 
-    def kernel(self, device):
+    @classmethod
+    def kernel(cls, device):
         return "hand (autograd, inputs projected once)"
