@@ -122,3 +122,4 @@ from seqbench.cli import bench  # noqa: E402, F401
 from seqbench.cli import published  # noqa: E402, F401
 from seqbench.cli import demo  # noqa: E402, F401
 from seqbench.cli import listing  # noqa: E402, F401
+from seqbench.cli import compare  # noqa: E402, F401
