@@ -133,9 +133,11 @@ class TrainingProbe:
         self.path = path
         self.run_id = run_id
 
-    def __call__(self, step: int, model: SequenceModel) -> None:
+    def __call__(self, step: int, model: SequenceModel) -> list[dict]:
+        """Probe ``model``, append the rows to grads.csv and return them."""
         rows = self.setup.rows(self.setup.measure(model), step, f"{self.run_id}@{step}", self.run_id)
         append_rows(self.path, rows, GRADS_COLUMNS)
+        return rows
 
 
 def measure_spec_at_init(configs, device: torch.device | str = "cpu") -> list[dict]:
