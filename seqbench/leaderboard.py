@@ -6,9 +6,11 @@ cell option, seq_len and every training setting (the columns of ``RunConfig`` / 
 fields, so options added there become keys at once; ``seed``, ``device``, ``threads`` and
 ``probe_every`` are not keys, since they do not change what a run computes). A run is identified
 by its keys and seed: recorded more than once (re-run, retried, with and without probing), it
-counts once, its last finished row (else its last row). The statistics are the **test** set's
-(the row's ``final_loss``, ``loss_ratio``, ``accuracy``, ``solved``), except the ``val_*`` ones.
-Per row:
+counts once, its last finished row (else its last row); a run finished more than once (the same
+configuration and seed run twice) is said in one warning (``DuplicateRunsWarning``) with how many
+rows were left out. A failed row followed by its retry is the resume path and no duplicate. The
+statistics are the **test** set's (the row's ``final_loss``, ``loss_ratio``, ``accuracy``,
+``solved``), except the ``val_*`` ones. Per row:
 
 ============================  ===============================================================
 ``n_seeds``                   finished runs (status ``ok`` or ``diverged``), one per seed
@@ -21,7 +23,13 @@ Per row:
                               empty for fewer than 2 runs)
 ``loss_ratio_std_ddof1``      its sample standard deviation (ddof = 1; empty for a single run)
 ``loss_ratio_se``             standard error of the mean: std (ddof 1) / sqrt(n)
-``accuracy_mean``             mean final accuracy, non-diverged runs
+``accuracy_mean``             mean final accuracy, non-diverged runs: for a classification task
+                              the fraction of symbols recalled correctly; for a regression task
+                              (``kind = "regression"``: adding) the fraction of sequences within
+                              the task's tolerance (adding: absolute error < 0.04), which is no
+                              success measure (a solved adding run, MSE < 0.01, has about 0.3).
+                              Printed tables show it for classification tasks only (``n/a`` on
+                              regression rows, see ``ACCURACY_NOTE``); the CSV keeps the value
 ``km_median_solved_step``     Kaplan-Meier median step to solve: the first step by which half the
                               runs are estimated solved, unsolved and diverged runs censored at
                               their step budget; empty = not reached (fewer than half solved)
@@ -59,9 +67,11 @@ compared at the same task, variant and seq_len.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -95,6 +105,15 @@ COMPARE_COLUMNS = ["arm", "ref_arm", "n_seeds", "ref_n_seeds", "solve_rate", "re
                    "solve_rate_diff", "p_fisher", "p_fisher_holm", "rank_effect", "p_rank",
                    "p_rank_holm"]
 CONF = 0.95
+#: what the printed tables' accuracy column means (the leaderboard's intro line says it)
+ACCURACY_NOTE = ("accuracy (classif.): fraction of symbols recalled correctly, classification "
+                 "tasks only; n/a for regression tasks (adding), whose runs.csv accuracy is the "
+                 "fraction of sequences within the task's tolerance and no success measure "
+                 "(solved = MSE < 0.01, i.e. loss/base < 0.06)")
+
+
+class DuplicateRunsWarning(UserWarning):
+    """runs.csv holds a run (same configuration and seed) finished more than once."""
 
 
 def key_columns(columns) -> list[str]:
@@ -141,7 +160,33 @@ def load_runs(path: str | os.PathLike, task: str | None = None) -> pd.DataFrame:
     ident = key_columns(df.columns) + ["seed"] if "seed" in df.columns else ["config_id"]
     finished = df["status"].isin(FINISHED)
     keep = pd.concat([df[~finished], df[finished]])  # a finished row wins over a failed one
+    _warn_duplicates(path, df[finished], ident)
     return keep.drop_duplicates(ident, keep="last").sort_index()
+
+
+#: the runs files already warned about, as (path, size, mtime): one warning per file content,
+#: however many times a command reads it (the leaderboard, its comparison, one task's table)
+_WARNED: set[tuple] = set()
+
+
+def _warn_duplicates(path: Path, finished: pd.DataFrame, ident: list[str]) -> None:
+    """One warning when runs finished more than once: how many rows repeat a run, of how many
+    runs (each counts once, its last finished row)."""
+    repeated = finished.duplicated(ident, keep="last")
+    if not repeated.any():
+        return
+    try:
+        stat = path.stat()
+        seen = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        seen = (str(path), None, None)
+    if seen in _WARNED:
+        return
+    _WARNED.add(seen)
+    runs = int(finished[repeated].drop_duplicates(ident).shape[0])
+    warnings.warn(DuplicateRunsWarning(
+        f"{path}: {int(repeated.sum())} duplicate row(s): {runs} run(s) finished more than once "
+        "(same configuration and seed); each counts once, its last finished row"), stacklevel=3)
 
 
 def _text(v) -> str:
@@ -616,7 +661,8 @@ HEADERS = {
     "loss_ratio_mean": "loss/base [95% CI]", "loss_ratio_std_ddof1": "sd(ddof1)",
     "loss_ratio_se": "se", "solve_rate": "solved [95% CI]",
     "km_median_solved_step": "KM median step", "throughput_mean": "seq/s",
-    "accuracy_mean": "accuracy", "n_seeds": "seeds", "n_diverged": "diverged", "n_failed": "failed",
+    "accuracy_mean": "accuracy (classif.)", "n_seeds": "seeds", "n_diverged": "diverged",
+    "n_failed": "failed",
     "val_solve_rate": "val solved", "val_loss_ratio_mean": "val loss/base",
     "selected_from": "chosen from",
     "longest_solved_T": "longest T solved", "solve_rate_at_T": "solved at T [95% CI]",
@@ -708,15 +754,58 @@ def _shown(col: pd.Series, quiet: bool) -> bool:
     return True
 
 
+@functools.cache
+def _has_nonlinearity_choice(cell: str) -> bool | None:
+    """Whether cell ``cell``'s class lists several nonlinearities (the Elman rnn does; LSTM, GRU
+    and the cells with a fixed one do not); None when its class cannot be loaded."""
+    from seqbench.cells import cell_class
+
+    try:
+        return len(cell_class(cell).nonlinearities) > 1
+    except (ConfigError, ImportError, AttributeError):
+        return None
+
+
+@functools.cache
+def _is_regression(task: str) -> bool:
+    """Whether task ``task`` is a regression (its class says ``kind = "regression"``)."""
+    from seqbench.tasks import task_class
+
+    try:
+        return getattr(task_class(task), "kind", "") == "regression"
+    except (ConfigError, ImportError):
+        return False
+
+
+def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The values a printed table shows (the CSV keeps them all): no nonlinearity on the rows of
+    a cell without a choice of one (LSTM, GRU: their class lists one), and no accuracy on the
+    rows of a regression task (see ``ACCURACY_NOTE``)."""
+    frame = frame.copy()
+    if "nonlinearity" in frame.columns and "cell" in frame.columns:
+        fixed = frame["cell"].map(lambda c: not _missing(c) and
+                                  _has_nonlinearity_choice(str(c)) is False)
+        if fixed.any():
+            frame["nonlinearity"] = frame["nonlinearity"].astype(object).where(~fixed, "")
+    if "accuracy_mean" in frame.columns and "task" in frame.columns:
+        regression = frame["task"].map(lambda t: not _missing(t) and _is_regression(str(t)))
+        if regression.any():
+            frame["accuracy_mean"] = frame["accuracy_mean"].astype(object).where(~regression,
+                                                                                  "n/a")
+    return frame
+
+
 def format_frame(frame: pd.DataFrame, fmt: str = "table") -> str:
-    """``table``: aligned columns for a terminal; ``markdown``: a pipe table; ``csv``: everything."""
+    """``table``: aligned columns for a terminal; ``markdown``: a pipe table; ``csv``: everything.
+    The tables show ``display_frame``'s values, in the columns the data calls for."""
     if fmt == "csv":
         return frame.to_csv(index=False, lineterminator="\n")
     if fmt not in ("table", "markdown"):
         raise ConfigError(f"unknown format {fmt!r}; allowed: table, csv, markdown")
     columns = display_columns(frame)
     header = [_header(frame, c) for c in columns]
-    body = [[_cell(row, c) for c in columns] for row in frame.to_dict("records")]
+    shown = display_frame(frame)
+    body = [[_cell(row, c) for c in columns] for row in shown.to_dict("records")]
     numeric = [c in _STATS or c == "seq_len" or pd.api.types.is_numeric_dtype(frame[c])
                for c in columns]
     return render(header, body, numeric, fmt)

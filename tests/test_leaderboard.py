@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from seqbench.cli import cli
 from seqbench.errors import ConfigError
 from seqbench.leaderboard import (
+    DuplicateRunsWarning,
     aggregate,
     build,
     build_comparison,
@@ -222,7 +223,8 @@ def test_a_run_with_and_without_probing_is_one_seed(tmp_path):
         {**run(3, "lstm", 10, 0, None, status="failed"), "config_id": "probed2", "probe_every": 50},
         run(4, "lstm", 10, 1, 0.5),
     ], RUN_COLUMNS)
-    runs = load_runs(path)
+    with pytest.warns(DuplicateRunsWarning, match="1 duplicate row"):
+        runs = load_runs(path)
     assert sorted(runs["run_id"]) == ["r2", "r4"]
     lstm = aggregate(runs).iloc[0]
     assert lstm["n_seeds"] == 2 and lstm["n_failed"] == 0 and lstm["solve_rate"] == 0.5
@@ -477,3 +479,83 @@ def test_a_run_stopped_on_an_unconfirmed_validation_result_is_censored_where_it_
     times, events = km_inputs(runs)
     assert list(times) == [400, 300, 3000, 3000]
     assert list(events) == [True, False, False, False]
+
+
+# -- what the printed tables say (issue 15) -------------------------------------------------------
+
+
+def _column(text: str, header: str) -> list[str]:
+    """The cells of one column of a markdown table."""
+    lines = text.splitlines()
+    names = [c.strip() for c in lines[0].strip("|").split("|")]
+    i = names.index(header)
+    return [[c.strip() for c in line.strip("|").split("|")][i] for line in lines[2:]]
+
+
+def test_nonlinearity_is_blank_for_cells_without_a_choice(tmp_path):
+    """The Elman rnn's class lists several nonlinearities; LSTM's and GRU's one: a table shows
+    'tanh' on the rnn row only (the CSV keeps every value)."""
+    from seqbench.cells import cell_class
+
+    assert len(cell_class("rnn").nonlinearities) > 1 and len(cell_class("lstm").nonlinearities) == 1
+    path = tmp_path / "runs.csv"
+    append_rows(path, [run(1, "rnn", 10, 0, 0.5), run(2, "rnn", 10, 0, 0.5, nonlinearity="relu"),
+                       run(3, "lstm", 10, 0, 0.5), run(4, "gru", 10, 0, 0.5)], RUN_COLUMNS)
+    board, _ = build(path)
+    text = format_frame(board, "markdown")
+    cells, nonlinearity = _column(text, "cell"), _column(text, "nonlinearity")
+    assert sorted(zip(cells, nonlinearity)) == [("gru", ""), ("lstm", ""), ("rnn", "relu"),
+                                                ("rnn", "tanh")]
+    assert set(board["nonlinearity"]) == {"tanh", "relu"}  # the CSV's values are unchanged
+
+
+def test_regression_accuracy_is_not_shown_as_a_score(tmp_path):
+    """adding's accuracy (fraction within 0.04) of a solved run is ~0.3: the table says n/a on
+    adding rows and shows the accuracy of a classification task; the CSV keeps both."""
+    from seqbench.leaderboard import ACCURACY_NOTE
+    from seqbench.tasks import task_class
+
+    assert task_class("adding").kind == "regression" and task_class("copy").kind != "regression"
+    path = tmp_path / "runs.csv"
+    append_rows(path, [run(1, "lstm", 10, 0, 0.01, 300, accuracy=0.33),
+                       run(2, "lstm", 10, 0, 0.01, 300, task="copy", variant="arjovsky",
+                           accuracy=0.995)], RUN_COLUMNS)
+    board, _ = build(path)
+    text = format_frame(board, "markdown")
+    shown = dict(zip(_column(text, "task"), _column(text, "accuracy (classif.)")))
+    assert shown == {"adding": "n/a", "copy": "0.995"}
+    assert sorted(board["accuracy_mean"]) == [0.33, 0.995]
+    assert "regression" in ACCURACY_NOTE and "tolerance" in ACCURACY_NOTE
+    result = CliRunner().invoke(cli, ["leaderboard", "--runs", str(path)])
+    assert result.exit_code == 0 and ACCURACY_NOTE in result.output
+
+
+def test_duplicate_runs_count_once_and_warn_once(tmp_path):
+    """The same configuration and seed run twice: one run (the last row) in the statistics, and
+    one warning saying how many rows repeat, even though the command reads the file 3 times."""
+    import warnings
+
+    path = tmp_path / "runs.csv"
+    rows = [run(1, "lstm", 10, 0, 0.9), run(2, "lstm", 10, 1, 0.5), run(3, "rnn", 10, 0, 0.5),
+            run(4, "lstm", 10, 0, 0.1, 300), run(5, "lstm", 10, 1, 0.4)]
+    append_rows(path, rows, RUN_COLUMNS)
+    with pytest.warns(DuplicateRunsWarning, match=r"2 duplicate row\(s\): 2 run\(s\)"):
+        board = aggregate(load_runs(path))
+    lstm = row(board, cell="lstm")
+    assert lstm["n_seeds"] == 2 and lstm["loss_ratio_mean"] == pytest.approx(0.25)
+    path.touch()  # a new read of the file: warned again, once per command
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(cli, ["leaderboard", "--runs", str(path), "--task", "adding",
+                                          "--against", "rnn"])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if "duplicate row" in line]
+    assert len(warned) == 1 and warned[0].startswith("Warning: "), warned
+
+
+def test_a_failed_run_and_its_retry_are_no_duplicate(runs_csv):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DuplicateRunsWarning)
+        load_runs(runs_csv)  # run 6 failed, run 7 retried it: the resume path, no warning

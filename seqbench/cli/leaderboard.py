@@ -37,10 +37,13 @@ def leaderboard(runs_csv, task, fmt, headline, select, against, out):
     Columns (test set): seeds, solve rate with its 95% Wilson interval, mean final loss over the
     memoryless baseline with a 95% bootstrap interval, its standard deviation (ddof = 1) and
     standard error, the Kaplan-Meier median step to solve (unsolved runs censored at their
-    budget; "-" = fewer than half solved), mean throughput; the validation solve rate and loss
-    ratio when the runs have them. The headline table gives, per configuration, the longest
-    seq_len solved by at least half of its seeds ("≥ T" when nothing longer was tried). Failed
-    runs are counted apart and left out of the statistics.
+    budget; "-" = fewer than half solved), mean accuracy (classification tasks; "n/a" for
+    regression tasks such as adding, whose runs.csv accuracy is only the fraction of sequences
+    within a tolerance), mean throughput; the validation solve rate and loss ratio when the runs
+    have them. The headline table gives, per configuration, the longest seq_len solved by at
+    least half of its seeds ("≥ T" when nothing longer was tried). Failed runs are counted apart
+    and left out of the statistics; a run (configuration and seed) finished more than once counts
+    once, its last row, and a warning says how many rows repeat.
 
     With --format csv, one table is printed: the comparison with --against, else the headline
     table with --headline, else the leaderboard.
@@ -82,7 +85,8 @@ def _print(lb, fmt, headline, task, select, against, board, table, comparison) -
         click.echo(f"{title} (test set; solved: fraction of seeds [95% Wilson interval]; "
                    "loss/base: final loss / memoryless baseline, mean over seeds [95% bootstrap "
                    "interval]; sd with ddof 1; se = sd / sqrt(n); KM median step: Kaplan-Meier, "
-                   "unsolved runs censored at their budget)")
+                   f"unsolved runs censored at their budget; {lb.ACCURACY_NOTE}; nonlinearity: "
+                   "blank for cells without a choice of one)")
         if select:
             click.echo(f"{', '.join(select)} chosen per row on the validation set: "
                        f"{lb.SELECTION_RULE}")

@@ -2,9 +2,13 @@
 
 One line per series (a cell with its options and implementation), the y axis logarithmic. The
 line is the geometric mean over seeds (the norms span tens of decades, so an arithmetic mean would
-show only the largest seed); the band is +-1 standard deviation of log10(norm) across seeds. A
+show only the largest seed); the band, drawn only where a series has 2 seeds or more (and the
+title says so only then), is +-1 standard deviation of log10(norm) across seeds. A
 default-initialized cell keeps its fixed colour (seqbench.style.cell_color); a cell with remedies
 (forget bias, another init, ...) gets a colour of its own; the implementation sets the dashes.
+Each (series, implementation) of a panel also has a marker of its own and is drawn a few points
+aside (seqbench.plots.dodge), so that a hand-written cell and its builtin twin, whose norms are
+equal, are both seen; the legend, right of each row of panels, shows the drawn lines themselves.
 
 Norms that underflowed in float32 (to 0, or to a denormal below the smallest normal float, which
 has lost its precision) are not drawn as values: the line stops where any seed underflowed, and a
@@ -21,6 +25,15 @@ import pandas as pd
 from seqbench.cells import options_label
 from seqbench.errors import ConfigError
 from seqbench.grads import series_name
+from seqbench.plots import (
+    MARKERS,
+    dodge,
+    dodge_offsets,
+    fitting_per_row,
+    impl_linestyle,
+    legend_outside,
+    plain_log_ticks,
+)
 from seqbench.probe import UNDERFLOW
 from seqbench.style import IMPL_DASHES, cell_color, cell_rank
 
@@ -139,15 +152,15 @@ def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = 
                reference: str | None = None):
     """Draw the figure; returns the matplotlib Figure.
 
-    Rows of panels: one per training step, or per entry of ``at`` (see ``panels``). With
-    ``by_family``, columns group the series by the kind of remedy (activation, initialization,
-    normalization, depth, gated cells), each with the plain tanh RNN as the reference.
+    Panels: one per training step, or per entry of ``at`` (see ``panels``), side by side and
+    wrapped into rows so that the figure stays within ``MAX_WIDTH_IN``. With ``by_family``, the
+    series are grouped by the kind of remedy (activation, initialization, normalization, depth,
+    gated cells, other cells, training options), each group with the plain tanh RNN as the
+    reference: one row of panels per group (or, with a single panel, the groups side by side).
+    Each group's legend sits right of its row; its entries are the drawn lines themselves.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.figure import Figure
 
     df = panels(select(df, task, seq_len, layer, cell_state), at)
     df["series"] = series_labels(df)
@@ -162,48 +175,78 @@ def plot_decay(df: pd.DataFrame, task: str | None = None, seq_len: int | None = 
     columns = list(dict.fromkeys(df["column"]))
     palette = _palette(df, firsts, by_family, sns)
     impls = [i for i in IMPL_DASHES if i in set(df["impl"])]
-    decay = df.groupby(["series", "panel"], sort=False)["decay_factor"].mean()
+    decay = df.groupby(["series", "impl", "panel"], sort=False)["decay_factor"].mean()
 
-    # the grid: panels (steps) side by side; with families, one family per row of the grid, or
-    # families wrapped three to a row when there is a single panel
-    if by_family and len(rows) == 1:
-        cells = [(rows[0], c) for c in columns]
-        ncols = min(3, len(cells))
-    elif by_family:
-        cells = [(r, c) for c in columns for r in rows]
-        ncols = len(rows)
+    # blocks of panels that share a legend: one per family (or one), each wrapped into rows
+    blocks = [(c, rows) for c in columns]
+    if by_family and len(rows) == 1:  # one panel per family: families side by side, own legends
+        per_row = fitting_per_row(PANEL_W + LEGEND_W)
+        grid = [blocks[i:i + per_row] for i in range(0, len(blocks), per_row)]
+        ncols = min(per_row, len(blocks))
+        legend_every_panel = True
     else:
-        cells = [(r, "") for r in rows]
-        ncols = len(rows)
-    nrows = -(-len(cells) // ncols)
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=True,
-                             figsize=(5.4 * ncols + (3.0 if not by_family else 0.4),
-                                      (3.9 if by_family else 4.6) * nrows + 0.9))
-    flat = axes.ravel()
-    for ax, (panel, column) in zip(flat, cells):
-        part = df[(df["panel"] == panel) & (df["column"] == column)]
-        _draw_panel(ax, part, series, impls, palette, sns)
-        ax.set_xlabel("lag k = t* - t (steps)")
-        ax.set_ylabel("||dL/dc_t||" if cell_state else "||dL/dh_t||  (per sequence)")
-        heading = [h for h in (column, panel if len(rows) > 1 else "") if h]
-        ax.set_title(": ".join(heading), fontsize=10)
-        if by_family:
-            shown = [n for n in series if n in set(part["series"])]
-            _legend(ax, df, shown, palette, impls, decay, [panel], plt, fontsize=7)
-    for ax in flat[len(cells):]:
-        ax.set_visible(False)
-    if not by_family:
-        _legend(flat[ncols - 1], df, series, palette, impls, decay, rows, plt, outside=True)
-    first = df.iloc[0]
-    seeds = df["seed"].nunique()
-    fig.suptitle(title or (
-        f"Gradient vs lag: {first['task']} ({first['variant']}), T={first['seq_len']}, "
-        f"H={first['hidden']}, {seeds} seed{'s' if seeds > 1 else ''}\n"
-        "line: geometric mean over seeds; band: +-1 sd of log10 norm"), fontsize=11)
-    height = fig.get_size_inches()[1]
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / height))  # room for the two-line title
+        per_row = min(len(rows), fitting_per_row(PANEL_W, LEGEND_W))
+        grid = [[(c, rows[i:i + per_row])] for c, rows in blocks
+                for i in range(0, len(rows), per_row)]
+        ncols = per_row
+        legend_every_panel = False
+    width = ncols * PANEL_W + (ncols if legend_every_panel else 1) * LEGEND_W
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+        fig = Figure(figsize=(width, PANEL_H * len(grid) + 0.9), layout="constrained")
+        axes = fig.subplots(len(grid), ncols, squeeze=False, sharey=True)
+        seeds_max = 1
+        legend_done: set[str] = set()
+        for r, line in enumerate(grid):
+            cells = [(column, panel) for column, panel_list in line for panel in panel_list]
+            for c in range(ncols):
+                ax = axes[r, c]
+                if c >= len(cells):
+                    ax.set_visible(False)
+                    continue
+                column, panel = cells[c]
+                part = df[(df["panel"] == panel) & (df["column"] == column)]
+                names = [n for n in series if n in set(df.loc[df["column"] == column, "series"])]
+                styles = _styles(df[df["column"] == column], names, impls, palette)
+                drawn, seeds = _draw_panel(ax, part, styles)
+                seeds_max = max(seeds_max, seeds)
+                ax.set_xlabel("lag k = t* - t (steps)")
+                ax.set_ylabel("||dL/dc_t||" if cell_state else "||dL/dh_t||  (per sequence)")
+                heading = [h for h in (column, panel if len(rows) > 1 else "") if h]
+                ax.set_title(": ".join(heading), fontsize=10)
+                last = legend_every_panel or c == len(cells) - 1
+                if last and (legend_every_panel or column not in legend_done):
+                    legend_done.add(column)
+                    shown = rows if not legend_every_panel else [panel]
+                    _legend(ax, df, styles, decay, shown, drawn)
+        for ax in axes.ravel():
+            if ax.get_visible():
+                plain_log_ticks(ax, "y")  # a range under a decade: 0.93, not 9.3x10^-1
+        first = df.iloc[0]
+        seeds = df["seed"].nunique()
+        band = ("line: geometric mean over seeds; band: +-1 sd of log10 norm over seeds"
+                if seeds_max >= 2 else "line: a single seed per series")
+        fig.suptitle(title or (
+            f"Gradient vs lag: {first['task']} ({first['variant']}), T={first['seq_len']}, "
+            f"H={first['hidden']}, {seeds} seed{'s' if seeds > 1 else ''}\n{band}"), fontsize=11)
     return fig
+
+
+#: markers of the lines: not the underflow triangle ("v")
+LINE_MARKERS = [m for m in MARKERS if m != "v"]
+#: one panel's width and height, and a legend's width beside it (inches)
+PANEL_W, PANEL_H, LEGEND_W = 4.8, 3.9, 3.2
+
+
+def _styles(part: pd.DataFrame, names: list[str], impls: list[str], palette: dict) -> dict:
+    """(series, impl) -> drawing style: the series' colour, the implementation's dashes, and a
+    marker of its own among the series of the panel (so that a hand-written cell drawn over its
+    builtin twin, or two cells with the same decay, stay told apart)."""
+    present = set(zip(part["series"], part["impl"]))
+    keys = [(n, i) for n in names for i in impls if (n, i) in present]
+    return {key: {"color": palette[key[0]], "linestyle": impl_linestyle(key[1]),
+                  "marker": LINE_MARKERS[k % len(LINE_MARKERS)], "index": k, "count": len(keys),
+                  "label": key[0] + (f" ({key[1]})" if len(impls) > 1 else "")}
+            for k, key in enumerate(keys)}
 
 
 def _palette(df: pd.DataFrame, firsts: pd.DataFrame, by_family: bool, sns) -> dict:
@@ -225,48 +268,80 @@ def _palette(df: pd.DataFrame, firsts: pd.DataFrame, by_family: bool, sns) -> di
     return palette
 
 
-def _draw_panel(ax, part: pd.DataFrame, series: list[str], impls: list[str], palette: dict,
-                sns) -> None:
-    """One panel: lines where no seed underflowed, a row of triangles per series where one did."""
-    group = ["series", "impl", "lag"]
-    underflow = part.groupby(group)["grad_norm"].transform(
-        lambda v: bool((v < UNDERFLOW).any())).astype(bool)
-    shown = [s for s in series if s in set(part["series"])]
-    # On a log axis seaborn aggregates in log space: the mean is the geometric mean over seeds and
-    # "sd" is +-1 standard deviation of log(norm).
+def _draw_panel(ax, part: pd.DataFrame, styles: dict) -> tuple[dict, int]:
+    """One panel: per (series, impl), the geometric mean over seeds against the lag where no seed
+    underflowed, a band of +-1 sd of log10(norm) where at least 2 seeds have a value, and a row
+    of triangles at the bottom where a seed underflowed. Lines are drawn a few points apart
+    (``dodge``), markers spread along them. Returns the lines by (series, impl) and the most
+    seeds any series has."""
     ax.set_yscale("log")
-    sns.lineplot(data=part[~underflow], x="lag", y="grad_norm", hue="series", style="impl",
-                 hue_order=shown, style_order=impls, palette=palette,
-                 dashes={i: IMPL_DASHES[i] for i in impls}, estimator="mean", errorbar="sd",
-                 ax=ax, legend=False)
+    drawn: dict = {}
+    seeds_max = 0
+    for (name, impl), style in styles.items():
+        mine = part[(part["series"] == name) & (part["impl"] == impl)]
+        if mine.empty:
+            continue
+        # one column per probe (a seed's curve; several runs of a seed when a key, e.g. lr, was
+        # not selected), one row per lag
+        norms = mine.pivot_table(index="lag", columns="probe_id", values="grad_norm",
+                                 aggfunc="first")
+        seeds = mine["seed"].nunique()
+        seeds_max = max(seeds_max, seeds)
+        lags = norms.index.to_numpy(float)
+        values = norms.to_numpy(float)
+        gone = (values < UNDERFLOW).any(axis=1)
+        logs = np.full(values.shape, np.nan)
+        logs[values > 0] = np.log10(values[values > 0])
+        known = np.isfinite(logs).sum(axis=1)
+        mean = np.full(len(lags), np.nan)
+        ok = (known > 0) & ~gone
+        mean[ok] = np.nansum(logs[ok], axis=1) / known[ok]
+        sd = np.full(len(lags), np.nan)
+        several = (known >= 2) & ~gone & (seeds >= 2)  # a band over seeds needs 2 of them
+        for i in np.flatnonzero(several):
+            sd[i] = np.std(logs[i][np.isfinite(logs[i])], ddof=1)
+        every = max(1, len(lags) // 8)
+        start = (style["index"] * every) // max(style["count"], 1)
+        line, = ax.plot(lags, 10 ** mean, color=style["color"], linestyle=style["linestyle"],
+                        marker=style["marker"], markersize=5, markevery=(start, every),
+                        linewidth=1.6, label=style["label"])
+        artists = [line]
+        if several.any():
+            band = ax.fill_between(lags, 10 ** (mean - sd), 10 ** (mean + sd),
+                                   color=style["color"], alpha=0.2, linewidth=0)
+            band.set_gid(f"band: {name} ({impl})")
+            artists.append(band)
+        offsets = dodge_offsets(style["count"], step=2.0, spread=10.0)
+        dodge(ax, artists, dx=offsets[style["index"]])
+        if gone.any():
+            under = np.sort(lags[gone])
+            under = under[:: max(1, len(under) // 40)]  # a row of markers, not a solid bar
+            height = 0.02 + 0.025 * style["index"]
+            ax.scatter(under, np.full(len(under), height), transform=ax.get_xaxis_transform(),
+                       marker="v", s=14, color=style["color"], clip_on=False, zorder=3)
+        drawn[(name, impl)] = line
     if len(part):
         ax.set_xlim(0, part["lag"].max())
-    gone = part[underflow][group].drop_duplicates()
-    for (name, _impl), lags in gone.groupby(["series", "impl"])["lag"]:
-        lags = np.sort(lags.to_numpy())
-        lags = lags[:: max(1, len(lags) // 40)]  # a row of markers, not a solid bar
-        height = 0.02 + 0.025 * shown.index(name)
-        ax.scatter(lags, np.full(len(lags), height), transform=ax.get_xaxis_transform(),
-                   marker="v", s=14, color=palette[name], clip_on=False, zorder=3)
+    return drawn, seeds_max
 
 
-def _legend(ax, df, series, palette, impls, decay, panels, plt, fontsize=8,
-            outside=False) -> None:
-    """A legend: each series with its fitted decay factor per panel, left to right."""
+def _legend(ax, df, styles: dict, decay, panels, drawn: dict) -> None:
+    """A legend right of ``ax``: each (series, implementation) as drawn (its colour, dashes and
+    marker: the line itself is the handle) with its fitted decay factor per panel, left to
+    right; the implementation is named when the figure has several."""
+    from matplotlib.lines import Line2D
+
     handles, labels = [], []
-    for name in series:
-        factors = ", ".join(f"{f:.3g}" for f in decay.xs(name, level="series")
+    for (name, impl), style in styles.items():
+        line = drawn.get((name, impl))
+        if line is None:  # not in this panel: a proxy with the same style
+            line = Line2D([], [], color=style["color"], linestyle=style["linestyle"],
+                          marker=style["marker"], markersize=5, linewidth=1.6)
+        factors = ", ".join(f"{f:.3g}" for f in decay.xs((name, impl), level=("series", "impl"))
                             .reindex(panels).dropna().to_numpy())
-        handles.append(plt.Line2D([], [], color=palette[name], lw=2))
-        labels.append(f"{name}: x{factors}/step")
-    if len(impls) > 1:
-        for impl in impls:
-            dashes = IMPL_DASHES[impl]
-            handles.append(plt.Line2D([], [], color="grey", dashes=dashes or (None, None)))
-            labels.append(f"impl: {impl}")
+        handles.append(line)
+        labels.append(f"{style['label']}: x{factors}/step")
     if (df["grad_norm"] < UNDERFLOW).any():
-        handles.append(plt.Line2D([], [], marker="v", color="grey", linestyle=""))
+        handles.append(Line2D([], [], marker="v", color="grey", linestyle=""))
         labels.append("underflow (below the smallest float32)")
-    where = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)} if outside else {"loc": "best"}
-    ax.legend(handles, labels, fontsize=fontsize, title="decay factor fitted per step",
-              title_fontsize=fontsize, **where)
+    legend_outside(ax, handles, labels, title="decay factor fitted per step")

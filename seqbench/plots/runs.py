@@ -43,10 +43,15 @@ from seqbench.leaderboard import select as select_on_validation
 from seqbench.plots import (
     LINESTYLES,
     MARKERS,
+    MIN_FONT_PT,
     cell_color,
+    dodge,
+    dodge_offsets,
     impl_linestyle,
     label_axes,
+    legend_outside,
     new_figure,
+    plain_log_ticks,
 )
 from seqbench.style import cell_rank
 
@@ -88,17 +93,19 @@ def _varying(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
 
 
 def _styles(rows: list[dict], impl_only: bool) -> list[dict]:
-    """Colour by cell; line style and marker by the configuration's rank within its cell (or by
-    implementation, when that is the only difference between configurations of a cell)."""
+    """Colour by cell; line style by the configuration's rank within its cell (or by
+    implementation, when that is the only difference between configurations of a cell); a marker
+    of its own per configuration of the panel, so that lines drawn on top of each other (every
+    cell at solve rate 0, a hand-written cell and its builtin twin) stay told apart."""
     rank: dict[str, int] = {}
     styles = []
-    for row in rows:
+    for n, row in enumerate(rows):
         cell = str(row["cell"])
         i = rank.get(cell, 0)
         rank[cell] = i + 1
         linestyle = impl_linestyle(row["impl"]) if impl_only else LINESTYLES[i % len(LINESTYLES)]
         styles.append({"color": cell_color(cell), "linestyle": linestyle,
-                       "marker": MARKERS[i % len(MARKERS)]})
+                       "marker": MARKERS[n % len(MARKERS)]})
     return styles
 
 
@@ -170,12 +177,17 @@ def _panel_title(what: str, task, variant, extra: str = "") -> str:
 INTERVAL_TEXT = {"solve_rate": "95% Wilson interval", "loss_ratio": "mean, 95% bootstrap interval"}
 
 
+#: one panel's share of a figure's width (its legend, right of it, included) and its height
+PANEL_WIDTH, PANEL_HEIGHT = 7.2, 4.4
+DIVERGED_LABEL = "runs diverged (loss NaN/inf; not in the mean): k/n at the top edge"
+
+
 def _results_figure(runs, task, metric: str, title: str | None, select: Sequence[str] = ()):
     board = _board(runs, task, select)
     selected = selection_keys(board.columns, select) if select else []
     keys = key_columns(board.columns)
     panels = _panels(board)
-    fig, axes = new_figure(len(panels))
+    fig, axes = new_figure(len(panels), width=PANEL_WIDTH, height=PANEL_HEIGHT)
     what = "Solve rate" if metric == "solve_rate" else "Loss / baseline"
     for ax, ((task_name, variant), panel) in zip(axes, panels):
         series = _series(panel, keys, selected)
@@ -184,7 +196,8 @@ def _results_figure(runs, task, metric: str, title: str | None, select: Sequence
         impl_only = all(_missing(r.get("label")) for r in rows) and not (
             set(varying) - {"impl", "cell", "seq_len"})
         styles = _styles(rows, impl_only)
-        stats = f"\n{INTERVAL_TEXT[metric]}, {_seeds_text(panel)}{_selection_note(selected)}"
+        stats = f"\n{_interval_text(metric, panel)}, {_seeds_text(panel)}" \
+                f"{_selection_note(selected)}"
         seq_lens = sorted(panel["seq_len"].unique())
         if len(seq_lens) == 1 and len(series) > 1:
             _bars(ax, series, styles, varying, metric, selected)
@@ -192,14 +205,16 @@ def _results_figure(runs, task, metric: str, title: str | None, select: Sequence
             label_axes(ax, _panel_title(what, task_name, variant, sub),
                        SOLVE_LABEL if metric == "solve_rate" else LOSS_LABEL, "configuration",
                        legend=False)
-            _cell_legend(ax, rows)
+            _cell_legend(ax, rows, diverged=metric != "solve_rate" and _any_diverged(panel))
+            plain_log_ticks(ax, "x")
             continue
-        for (row, line), style in zip(series, styles):
+        offsets = dodge_offsets(len(series))
+        for (row, line), style, dx in zip(series, styles, offsets):
             name = series_label(row, varying)
             if metric == "solve_rate":
-                _solve_rate_line(ax, line, style, name)
+                _solve_rate_line(ax, line, style, name, dx)
             else:
-                _loss_line(ax, line, style, name)
+                _loss_line(ax, line, style, name, dx)
         _t_axis(ax, seq_lens)
         if metric == "solve_rate":
             ax.set_ylim(-0.04, 1.04)
@@ -209,20 +224,41 @@ def _results_figure(runs, task, metric: str, title: str | None, select: Sequence
             ax.axhline(1.0, color="black", linewidth=1, linestyle=":",
                        label="memoryless baseline (ratio 1)")
             ylabel = LOSS_LABEL
+            if _any_diverged(panel):
+                _diverged_handle(ax)
+            plain_log_ticks(ax, "y")
         label_axes(ax, _panel_title(what, task_name, variant, stats), T_LABEL, ylabel)
     if title:
         fig.suptitle(title)
     return fig
 
 
-def _solve_rate_line(ax, line: pd.DataFrame, style: dict, name: str) -> None:
-    """The solve rate against seq_len, in a band of its Wilson interval (same colour, faint).
-    The band's gid is 'wilson: <name>', so that it can be found again."""
-    ax.plot(line["seq_len"], line["solve_rate"], label=name, **style)
+def _interval_text(metric: str, panel: pd.DataFrame) -> str:
+    """What the band or bars are; the bootstrap interval of a mean needs 2 runs or more."""
+    if metric == "loss_ratio" and (panel["n_seeds"].max() if len(panel) else 0) < 2:
+        return "mean of 1 run: no interval"
+    return INTERVAL_TEXT[metric]
+
+
+def _any_diverged(panel: pd.DataFrame) -> bool:
+    return "n_diverged" in panel and bool(pd.to_numeric(panel["n_diverged"]).fillna(0).gt(0).any())
+
+
+def _diverged_handle(ax) -> None:
+    """The legend entry of the diverged-run marks (an empty line: nothing drawn)."""
+    ax.plot([], [], linestyle="none", marker="^", color="dimgrey", label=DIVERGED_LABEL)
+
+
+def _solve_rate_line(ax, line: pd.DataFrame, style: dict, name: str, dx: float = 0.0) -> None:
+    """The solve rate against seq_len, in a band of its Wilson interval (same colour, faint),
+    both drawn ``dx`` points aside (see ``dodge``). The band's gid is 'wilson: <name>', so that
+    it can be found again."""
+    drawn, = ax.plot(line["seq_len"], line["solve_rate"], label=name, **style)
     band = ax.fill_between(line["seq_len"].to_numpy(float), line["solve_rate_lo"].to_numpy(float),
                            line["solve_rate_hi"].to_numpy(float), color=style["color"],
                            alpha=0.15, linewidth=0)
     band.set_gid(f"wilson: {name}")
+    dodge(ax, [drawn, band], dx=dx, dy=dx / 2)  # apart even where flat (every cell at 0)
 
 
 def _interval_err(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -234,15 +270,42 @@ def _interval_err(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
     return np.array([np.minimum(below, mean * 0.999), above])
 
 
-def _loss_line(ax, line: pd.DataFrame, style: dict, name: str) -> None:
-    """The mean loss ratio against seq_len with its bootstrap interval as error bars."""
+def _loss_line(ax, line: pd.DataFrame, style: dict, name: str, dx: float = 0.0) -> None:
+    """The mean loss ratio against seq_len with its bootstrap interval as error bars, drawn
+    ``dx`` points aside. Where runs diverged (no loss to average), a triangle at the top edge of
+    the axes with 'k/n' says how many of the seq_len's runs did: never a point that silently
+    vanishes (a T where every run diverged has no mean at all)."""
     ok = line[line["loss_ratio_mean"].notna()]
-    if ok.empty:
+    if not ok.empty:
+        mean = ok["loss_ratio_mean"].to_numpy(float)
+        err = _interval_err(mean, ok["loss_ratio_ci_lo"].to_numpy(float),
+                            ok["loss_ratio_ci_hi"].to_numpy(float))
+        drawn = ax.errorbar(ok["seq_len"], mean, yerr=err, label=name, capsize=3, **style)
+    else:  # every run diverged: the legend still names the series
+        drawn = ax.plot([], [], label=name, **style)
+    dodge(ax, drawn, dx=dx)
+    _diverged_marks(ax, line, style, name, dx)
+
+
+def _diverged_marks(ax, line: pd.DataFrame, style: dict, name: str, dx: float) -> None:
+    """A triangle at the top edge over each seq_len where runs of ``line`` diverged, with
+    'k/n diverged' under it (gid 'diverged: <name>')."""
+    from matplotlib.transforms import blended_transform_factory
+
+    if "n_diverged" not in line:
         return
-    mean = ok["loss_ratio_mean"].to_numpy(float)
-    err = _interval_err(mean, ok["loss_ratio_ci_lo"].to_numpy(float),
-                        ok["loss_ratio_ci_hi"].to_numpy(float))
-    ax.errorbar(ok["seq_len"], mean, yerr=err, label=name, capsize=3, **style)
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    for r in line.to_dict("records"):
+        k = int(r["n_diverged"]) if not _missing(r["n_diverged"]) else 0
+        if k <= 0:
+            continue
+        mark, = ax.plot([r["seq_len"]], [1.0], transform=top, linestyle="none", marker="^",
+                        markersize=8, color=style["color"], clip_on=False, zorder=4)
+        mark.set_gid(f"diverged: {name}")
+        text = ax.text(r["seq_len"], 0.97, f"{k}/{int(r['n_seeds'])} diverged", transform=top,
+                       rotation=90, ha="center", va="top", fontsize=MIN_FONT_PT,
+                       color=style["color"])
+        dodge(ax, [mark, text], dx=dx)
 
 
 def _bars(ax, series, styles, varying, metric: str, selected: Sequence[str] = ()) -> None:
@@ -255,15 +318,17 @@ def _bars(ax, series, styles, varying, metric: str, selected: Sequence[str] = ()
         first = line.iloc[0]
         if metric == "solve_rate":
             _solve_rate_bar(ax, i, first, style)
-        elif not math.isnan(float(first["loss_ratio_mean"])):
-            # a dot with its interval: a bar's length means nothing on a log axis
-            mean = np.array([float(first["loss_ratio_mean"])])
-            err = _interval_err(mean, np.array([float(first["loss_ratio_ci_lo"])]),
-                                np.array([float(first["loss_ratio_ci_hi"])]))
-            ax.errorbar(mean, i, xerr=err if err.any() else None, color=style["color"],
-                        marker="o", capsize=2)
-            values.append(float(mean[0]))
-    ax.set_yticks(y, names, fontsize=8)
+        else:
+            if not math.isnan(float(first["loss_ratio_mean"])):
+                # a dot with its interval: a bar's length means nothing on a log axis
+                mean = np.array([float(first["loss_ratio_mean"])])
+                err = _interval_err(mean, np.array([float(first["loss_ratio_ci_lo"])]),
+                                    np.array([float(first["loss_ratio_ci_hi"])]))
+                ax.errorbar(mean, i, xerr=err if err.any() else None, color=style["color"],
+                            marker="o", capsize=2)
+                values.append(float(mean[0]))
+            _diverged_bar_mark(ax, i, first, style)
+    ax.set_yticks(y, names, fontsize=MIN_FONT_PT)
     ax.set_ylim(len(series) - 0.5, -0.5)  # first configuration on top
     if metric == "solve_rate":
         ax.set_xlim(0, 1.15)  # room right of 1 for the k/n text
@@ -275,6 +340,22 @@ def _bars(ax, series, styles, varying, metric: str, selected: Sequence[str] = ()
         ax.axvline(1.0, color="black", linewidth=1, linestyle=":")
 
 
+def _diverged_bar_mark(ax, i: int, row: pd.Series, style: dict) -> None:
+    """A configuration whose runs diverged: a triangle at the right edge on its row, 'k/n
+    diverged' left of it (the dot, when any, is the mean of the others)."""
+    from matplotlib.transforms import blended_transform_factory
+
+    k = int(row["n_diverged"]) if "n_diverged" in row and not _missing(row["n_diverged"]) else 0
+    if k <= 0:
+        return
+    right = blended_transform_factory(ax.transAxes, ax.transData)
+    mark, = ax.plot([1.0], [i], transform=right, linestyle="none", marker="^", markersize=7,
+                    color=style["color"], clip_on=False, zorder=4)
+    mark.set_gid(f"diverged: {i}")
+    ax.text(0.985, i, f"{k}/{int(row['n_seeds'])} diverged", transform=right, ha="right",
+            va="center", fontsize=MIN_FONT_PT, color=style["color"])
+
+
 def _solve_rate_bar(ax, i: int, row: pd.Series, style: dict) -> None:
     """One horizontal bar: the solve rate, its Wilson interval as an error bar, k/n beyond it."""
     value, n = float(row["solve_rate"]), int(row["n_seeds"])
@@ -283,15 +364,20 @@ def _solve_rate_bar(ax, i: int, row: pd.Series, style: dict) -> None:
     xerr = [[max(value - lo, 0.0)], [max(hi - value, 0.0)]] if known else None
     ax.barh(i, value, color=style["color"], alpha=0.85, xerr=xerr,
             error_kw={"ecolor": "black", "capsize": 3, "linewidth": 1})
-    ax.text((hi if known else value) + 0.015, i, f"{round(value * n)}/{n}", va="center", fontsize=8)
+    ax.text((hi if known else value) + 0.015, i, f"{round(value * n)}/{n}", va="center",
+            fontsize=MIN_FONT_PT)
 
 
-def _cell_legend(ax, rows: list[dict]) -> None:
+def _cell_legend(ax, rows: list[dict], diverged: bool = False) -> None:
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     cells = list(dict.fromkeys(str(r["cell"]) for r in rows))
-    handles = [Patch(color=cell_color(c), label=c) for c in cells]
-    ax.legend(handles=handles, title="cell", fontsize=8, loc="best")
+    handles = [Patch(color=cell_color(c), alpha=0.85, label=c) for c in cells]  # as the bars
+    if diverged:
+        handles.append(Line2D([], [], linestyle="none", marker="^", color="dimgrey",
+                              label="runs diverged (loss NaN/inf; not in the mean): k/n"))
+    legend_outside(ax, handles=handles, title="cell")
 
 
 def solve_rate_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = None,
@@ -312,7 +398,7 @@ def loss_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = None,
 # -- solved fraction against the training step (Kaplan-Meier) ---------------------------------------
 
 STEP_LABEL = "training step (updates)"
-SOLVED_LABEL = "fraction of runs solved (1 − Kaplan–Meier survival)"
+SOLVED_LABEL = "fraction solved (1 − Kaplan–Meier)"
 
 
 def _runs(runs: pd.DataFrame | str | os.PathLike, task: str | None) -> pd.DataFrame:
@@ -327,9 +413,12 @@ def _runs(runs: pd.DataFrame | str | os.PathLike, task: str | None) -> pd.DataFr
     return runs
 
 
-def _draw_km(ax, times, events, style: dict, label: str, end: float) -> None:
-    """1 - S(t) as a step function from step 0 to ``end`` (the budget), with the censored runs
-    marked ('|') on the curve where they left it."""
+def _draw_km(ax, times, events, style: dict, label: str, end: float, dy: float = 0.0,
+             dx: float = 0.0) -> None:
+    """1 - S(t) as a step function from step 0 to ``end`` (the budget), its marker at its end,
+    with the censored runs marked ('|') on the curve where they left it; drawn ``dy`` points
+    above or below the data (``dodge``), so that curves that coincide (none solved: all at 0)
+    stay visible side by side (and ``dx`` points aside, so that their end markers do too)."""
     from seqbench.stats import kaplan_meier
 
     km = kaplan_meier(times, events)
@@ -339,10 +428,12 @@ def _draw_km(ax, times, events, style: dict, label: str, end: float) -> None:
     if end > x[-1]:  # every run solved before the budget: the fraction holds until it ends
         x, y = np.append(x, end), np.append(y, y[-1])
     line, = ax.step(x, y, where="post", label=label, color=style["color"],
-                    linestyle=style["linestyle"])
+                    linestyle=style["linestyle"], marker=style["marker"], markersize=6,
+                    markevery=[len(x) - 1])
     cut = km.censored > 0
-    ax.plot(km.steps[cut], solved[cut], linestyle="none", marker="|", markersize=12,
-            markeredgewidth=1.6, color=line.get_color())
+    ticks, = ax.plot(km.steps[cut], solved[cut], linestyle="none", marker="|", markersize=12,
+                     markeredgewidth=1.6, color=line.get_color())
+    dodge(ax, [line, ticks], dx=dx, dy=dy)
 
 
 def _matching(panel: pd.DataFrame, row: dict, keys: Sequence[str]) -> pd.DataFrame:
@@ -373,7 +464,7 @@ def solved_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = Non
               for values, panel in runs.groupby(panel_keys, dropna=False, sort=False)]
     panels.sort(key=lambda p: (str(p[0]["task"]), _key_text(p[0].get("variant")),
                                float(p[0]["seq_len"])))
-    fig, axes = new_figure(len(panels), per_row=4)
+    fig, axes = new_figure(len(panels), width=PANEL_WIDTH - 0.6, height=PANEL_HEIGHT - 1.0)
     for ax, (where, panel) in zip(axes, panels):
         # the configurations, in reading order; with selection, the chosen one per arm
         board = aggregate(panel)
@@ -382,7 +473,9 @@ def solved_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = Non
         line_keys = [k for k in keys if k not in panel_keys]  # selected keys too: their runs only
         varying = [k for k in _varying(board, keys) if k not in selected]
         rows = board[line_keys].to_dict("records")
-        for row, style in zip(rows, _styles(rows, impl_only=False)):
+        offsets = dodge_offsets(len(rows), step=1.5, spread=8.0)
+        for row, style, dy in zip(rows, _styles(rows, impl_only=False), offsets):
+            dx = dy * 2.5
             chosen = _matching(panel, row, line_keys)
             times, events = km_inputs(chosen)
             if not len(times):
@@ -391,18 +484,17 @@ def solved_figure(runs: pd.DataFrame | str | os.PathLike, task: str | None = Non
                      f"({int(events.sum())}/{len(times)} solved)")
             budget = pd.to_numeric(chosen.get("step_budget"), errors="coerce")
             end = float(np.nanmax(budget)) if budget is not None and budget.notna().any() else 0.0
-            _draw_km(ax, times, events, style, label, end)
+            _draw_km(ax, times, events, style, label, end, dy, dx)
         ax.axhline(0.5, color="black", linewidth=1, linestyle=":", label="half solved (KM median)")
-        ax.plot([], [], linestyle="none", marker="|", markersize=10, color="black",
-                label="censored: not solved within its budget")
+        ax.plot([], [], linestyle="none", marker="|", markersize=12, markeredgewidth=1.6,
+                color="black", label="censored: unsolved at budget")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlim(left=0)
         sub = f", T={_fmt(where['seq_len'])}"
         if selected:
             sub += "\n" + _selection_note(selected).lstrip("; ")
         label_axes(ax, _panel_title("Solved by step", where["task"], where.get("variant"), sub),
-                   STEP_LABEL,
-                   SOLVED_LABEL, loc="best")
+                   STEP_LABEL, SOLVED_LABEL)
     if title:
         fig.suptitle(title)
     return fig
@@ -476,17 +568,23 @@ def curves_figure(run_dirs: Sequence[str | os.PathLike], metric: str = "loss",
                              str(r[0].get("impl")), str(r[0]["label"]), int(r[0]["seed"] or 0)))
     frame = pd.DataFrame([r for r, _, _ in runs]).map(lambda v: "" if v is None else str(v))
     varying = [k for k in frame.columns if frame[k].nunique() > 1]
-    fig, (ax,) = new_figure(1, width=7.4)
+    fig, (ax,) = new_figure(1, width=7.4 + (2.2 if len(runs) > 12 else 0.0))
     rows = [r for r, _, _ in runs]
     styles = _styles(rows, impl_only=False)
-    for (row, curve, baseline), style in zip(runs, styles):
-        y = curve["eval_loss"] / baseline if metric == "loss" else curve["accuracy"]
+    offsets = dodge_offsets(len(runs), step=1.0, spread=6.0)
+    diverged = False
+    for (row, curve, baseline), style, dy in zip(runs, styles, offsets):
+        y = pd.to_numeric(curve["eval_loss"] if metric == "loss" else curve["accuracy"],
+                          errors="coerce")
+        y = y / baseline if metric == "loss" else y
         parts = [f"{row['task']}" if "task" in varying else "",
                  f"T={row['seq_len']}" if "seq_len" in varying else "",
                  series_label(row, [k for k in varying if k not in ("task", "seq_len", "seed")]),
                  f"seed {row['seed']}" if "seed" in varying else ""]
-        ax.plot(curve["step"], y, label=" ".join(p for p in parts if p),
-                **{**style, "marker": None})
+        line, = ax.plot(curve["step"], y, label=" ".join(p for p in parts if p),
+                        **{**style, "markevery": [len(y) - 1] if len(y) else None})
+        dodge(ax, line, dy=dy)
+        diverged |= _curve_diverged(ax, curve, y, style)
     first = rows[0]
     if metric == "loss":
         ax.set_yscale("log")
@@ -495,10 +593,32 @@ def curves_figure(run_dirs: Sequence[str | os.PathLike], metric: str = "loss",
     else:
         ax.set_ylim(-0.02, 1.02)
         ylabel = "held-out accuracy (fraction correct)"
+    if diverged:
+        ax.plot([], [], linestyle="none", marker="^", color="dimgrey",
+                label="diverged (loss NaN/inf) at this step")
+    plain_log_ticks(ax, "y")
     common = [f"{first['task']}" if "task" not in varying else "",
               f"T={first['seq_len']}" if "seq_len" not in varying else ""]
     head = " ".join(p for p in common if p)
     label_axes(ax, title or f"Learning curves{': ' + head if head else ''} ({len(runs)} runs)",
-               "training step (updates)", ylabel,
-               ncol=2 if len(runs) > 12 else 1, loc="best")
+               "training step (updates)", ylabel, ncol=2 if len(runs) > 12 else 1)
     return fig
+
+
+def _curve_diverged(ax, curve: pd.DataFrame, y: pd.Series, style: dict) -> bool:
+    """A curve whose loss became NaN or infinite: a triangle at the top edge at the first such
+    step, 'diverged' under it (gid 'diverged'); the line itself stops there. False otherwise."""
+    from matplotlib.transforms import blended_transform_factory
+
+    loss = pd.to_numeric(curve["eval_loss"], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(loss)
+    if not bad.any():
+        return False
+    step = float(curve["step"].to_numpy(float)[int(np.argmax(bad))])
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    mark, = ax.plot([step], [1.0], transform=top, linestyle="none", marker="^", markersize=8,
+                    color=style["color"], clip_on=False, zorder=4)
+    mark.set_gid("diverged")
+    ax.text(step, 0.97, "diverged", transform=top, rotation=90, ha="center", va="top",
+            fontsize=MIN_FONT_PT, color=style["color"])
+    return True
