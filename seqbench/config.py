@@ -74,7 +74,7 @@ class RunConfig:
             (self.clip >= 0, f"clip must be >= 0 (0 = off), got {self.clip}"),
             (self.clip_mode in CLIP_MODES, f"unknown clip_mode {self.clip_mode!r}; allowed: norm, value"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
+            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
             (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
             (self.eval_size >= 1, f"eval_size must be >= 1, got {self.eval_size}"),
             (self.test_size >= 1, f"test_size must be >= 1, got {self.test_size}"),

@@ -34,6 +34,7 @@ from seqbench.progress import ProgressLine, format_duration
 from seqbench.provenance import environment, kernel, resolve_device
 from seqbench.results import RUN_COLUMNS, append_rows, check_appendable, read_rows
 from seqbench.tasks import make_task
+from seqbench.threads import ThreadShare
 from seqbench.train import CurvePoint, Trainer, TrainResult
 
 CURVE_COLUMNS = [f for f in CurvePoint.__dataclass_fields__]
@@ -253,11 +254,12 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
     """Train with the run folder's callbacks (curve, probe, checkpoints, progress), then write
     the runs.csv row."""
     cfg, task, device = trainer.cfg, trainer.task, trainer.device
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    # --threads, or this run's share of the cores with the other runs (seqbench.threads)
+    share = ThreadShare(cfg.threads, shared=device.type == "cpu")
     baseline = task.baseline_loss(cfg.seq_len)
     label = f"{cfg.task} T={cfg.seq_len} {cfg.cell.cell}/{cfg.cell.impl} s{cfg.seed}"
-    bar = ProgressLine(cfg.steps, label, stream=progress_stream, enabled=False if quiet else None)
+    bar = ProgressLine(cfg.steps, label, stream=progress_stream, enabled=False if quiet else None,
+                       eta=True)
     state = {"t0": time.perf_counter(), "step0": trainer.step, "eval": ""}
     curve_file = open(run_dir / "curve.csv", "a", newline="")
     curve_writer = csv.DictWriter(curve_file, CURVE_COLUMNS, lineterminator="\n")
@@ -268,6 +270,7 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
         state["eval"] = f"eval {point.eval_loss:.4g} ({point.eval_loss / baseline:.1%} of baseline)"
 
     def on_step(step: int, loss: float) -> None:
+        share.poll()
         rate = (step - state["step0"]) / max(time.perf_counter() - state["t0"], 1e-9)
         bar.update(step, f"loss {loss:.4g} ({loss / baseline:.1%}) | {state['eval']} | "
                          f"{rate:.1f} steps/s")
@@ -277,7 +280,7 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
         setup = ProbeSetup.create(task, cfg.seq_len, cfg.cell, cfg.seed, cfg.batch_size, device,
                                   cfg.label)
         probe = TrainingProbe(setup, run_dir / "grads.csv", run_dir.name)
-    with _stop_on_signals(handle_signals) as signals:
+    with _stop_on_signals(handle_signals) as signals, share:
         try:
             result = trainer.run(
                 on_eval=on_eval, on_step=on_step, probe=probe,
@@ -288,7 +291,7 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
         finally:
             bar.close()
             curve_file.close()
-    row = _row(trainer, result, run_dir, started_at, baseline, device)
+    row = {**_row(trainer, result, run_dir, started_at, baseline, device), "threads": share.used}
     _record(out / "runs.csv", row, run_dir)
     summary = summary_line(cfg, result, baseline)
     if result.status == "interrupted":

@@ -40,6 +40,7 @@ one line that names the file, the key and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import sys
 import types
@@ -129,6 +130,71 @@ def _coerce(value, hint):
     raise ValueError(f"must be {' or '.join(words)}, got {value!r}")
 
 
+def _suggest(name: str, allowed) -> str:
+    """``; did you mean 'x'? (allowed: a, b)`` when a name of ``allowed`` is close to ``name``
+    (difflib), else ``; allowed: a, b``."""
+    allowed = list(allowed)
+    close = difflib.get_close_matches(str(name), allowed, n=1)
+    listed = ", ".join(allowed)
+    return f"; did you mean {close[0]!r}? (allowed: {listed})" if close else f"; allowed: {listed}"
+
+
+def _named(key: str, value):
+    """A task or cell name as its registry spells it (``LSTM`` -> ``lstm``; a did-you-mean
+    ConfigError for an unknown one); other values unchanged."""
+    if key == "task" and isinstance(value, str):
+        from seqbench.tasks.registry import check_task_name
+
+        return check_task_name(value)
+    if key == "cell" and isinstance(value, str):
+        from seqbench.cells.registry import check_cell_name
+
+        return check_cell_name(value)
+    return value
+
+
+#: ``--set seeds=N``: seeds 0 .. N-1 (the grid's seed list), not a RunConfig field
+SEEDS_KEY = "seeds"
+
+
+def parse_overrides(pairs, where: str = "--set") -> dict:
+    """``["steps=200", "seeds=2", "cell=gru"]`` -> ``{"steps": 200, "seeds": 2, "cell": "gru"}``,
+    each value read as a TOML value (a bare word as a string) and type-checked against the spec
+    keys (``seeds``: an integer >= 1); a ConfigError of one line for a malformed pair, an unknown
+    key (with the closest one) or a value of the wrong type."""
+    allowed = allowed_keys()
+    out: dict = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{where} {pair!r}: give key=value, e.g. {where} steps=200")
+        if key != SEEDS_KEY and key not in allowed:
+            raise ConfigError(f"{where} {key}: unknown key" + _suggest(key, [*allowed, SEEDS_KEY]))
+        if key in out:
+            raise ConfigError(f"{where} {key} is given twice; give it once")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()  # a bare word: a name (cell=gru, nonlinearity=relu)
+        if isinstance(value, (list, dict)):
+            raise ConfigError(f"{where} {key} must be a single value, got {text!r}")
+        if key == SEEDS_KEY:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{where} seeds must be an integer >= 1 (seeds 0 .. N-1), "
+                                  f"got {text!r}")
+        else:
+            try:
+                value = _named(key, _coerce(value, allowed[key]))
+            except ValueError as e:  # ConfigError too
+                raise ConfigError(f"{where} {key} {e}" if not isinstance(e, ConfigError)
+                                  else f"{where} {key}: {e}") from None
+        out[key] = value
+    if SEEDS_KEY in out and "seed" in out:
+        raise ConfigError(f"{where} seed and {where} seeds both choose the seeds; give one")
+    return out
+
+
 # -- the spec ------------------------------------------------------------------------------------
 
 
@@ -164,7 +230,9 @@ class Spec:
         if profile is not None:
             if profile not in self.profiles:
                 allowed = ", ".join(self.profiles) or "none (this spec defines no profiles)"
-                raise ConfigError(f"{self.path}: unknown profile {profile!r}; allowed: {allowed}")
+                raise ConfigError(f"{self.path}: unknown profile {profile!r}"
+                                  + (_suggest(profile, self.profiles) if self.profiles
+                                     else f"; allowed: {allowed}"))
             p = self.profiles[profile]
             for key, value in p.get("settings", {}).items():
                 grid.pop(key, None)
@@ -180,10 +248,23 @@ class Spec:
                               "[[arms]]; give at least one grid key with a list of values")
         return settings, grid, arms
 
-    def expand(self, profile: str | None = None) -> list[RunConfig]:
+    def expand(self, profile: str | None = None, overrides: dict | None = None) -> list[RunConfig]:
         """Every run of the spec (with ``profile``), validated, duplicates dropped, in grid order:
-        the first grid key outermost, the arms innermost."""
+        the first grid key outermost, the arms innermost.
+
+        overrides (``parse_overrides``, ``seqbench sweep --set``): values that replace the
+        settings', the grid's and the arms' for every run; ``seeds`` N makes the seed grid
+        0 .. N-1. A run whose values change gets another config id, so it is not taken for a
+        recorded run of the spec as written."""
         settings, grid, arms = self.resolve(profile)
+        overrides = dict(overrides or {})
+        seeds = overrides.pop(SEEDS_KEY, None)
+        if seeds is not None:
+            settings.pop("seed", None)
+            grid["seed"] = list(range(seeds))  # in the seed list's place, if the grid has one
+        for key, value in overrides.items():
+            grid.pop(key, None)
+            settings[key] = value
         ckeys = cell_keys()
         chosen = profile if profile is not None else self.default_profile
         where = f"{self.path}" + (f" (profile {chosen})" if chosen else "")
@@ -196,6 +277,7 @@ class Spec:
                 if arm is not None:
                     values.update({k: v for k, v in arm.items() if k != "name"})
                     values["label"] = arm["name"]
+                values.update(overrides)  # over the arms' values too
                 cell = {k: v for k, v in values.items() if k in ckeys}
                 run = {k: v for k, v in values.items() if k not in ckeys}
                 try:
@@ -223,19 +305,19 @@ def _check_table(path: Path, where: str, table, kind: str) -> dict:
     out = {}
     for key, value in table.items():
         if key not in allowed:
-            raise ConfigError(f"{path}: {where}.{key}: unknown key; allowed: {', '.join(allowed)}")
+            raise ConfigError(f"{path}: {where}.{key}: unknown key" + _suggest(key, allowed))
         if kind == "settings":
             if isinstance(value, (list, dict)):
                 raise ConfigError(f"{path}: {where}.{key} must be a single value, got {value!r} "
                                   "(put lists of values in [grid])")
-            out[key] = _checked(path, f"{where}.{key}", value, allowed[key])
+            out[key] = _checked(path, f"{where}.{key}", value, allowed[key], key)
         else:
             if not isinstance(value, list):
                 raise ConfigError(f"{path}: {where}.{key} must be a list of values, got {value!r} "
                                   "(put single values in [settings])")
             if not value:
                 raise ConfigError(f"{path}: {where}.{key} is an empty list; give at least one value")
-            items = [_checked(path, f"{where}.{key}", v, allowed[key]) for v in value]
+            items = [_checked(path, f"{where}.{key}", v, allowed[key], key) for v in value]
             dupes = sorted({repr(v) for v in items if items.count(v) > 1})
             if dupes:
                 raise ConfigError(f"{path}: {where}.{key} lists {', '.join(dupes)} more than once")
@@ -243,13 +325,17 @@ def _check_table(path: Path, where: str, table, kind: str) -> dict:
     return out
 
 
-def _checked(path: Path, where: str, value, hint):
+def _checked(path: Path, where: str, value, hint, key: str = ""):
     if isinstance(value, (list, dict)):
         raise ConfigError(f"{path}: {where} must be a single value, got {value!r}")
     try:
-        return _coerce(value, hint)
+        value = _coerce(value, hint)
     except ValueError as e:
         raise ConfigError(f"{path}: {where} {e}") from None
+    try:
+        return _named(key, value)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {where}: {e}") from None
 
 
 def _check_arms(path: Path, where: str, arms) -> list[dict]:
@@ -275,9 +361,9 @@ def _check_arms(path: Path, where: str, arms) -> list[dict]:
             if key == "label":
                 raise ConfigError(f"{path}: {here}.label: an arm's label is its name; use name only")
             if key not in allowed:
-                raise ConfigError(f"{path}: {here}.{key}: unknown key; allowed: name, "
-                                  f"{', '.join(k for k in allowed if k != 'label')}")
-            checked[key] = _checked(path, f"{here}.{key}", value, allowed[key])
+                raise ConfigError(f"{path}: {here}.{key}: unknown key" + _suggest(
+                    key, ["name", *(k for k in allowed if k != "label")]))
+            checked[key] = _checked(path, f"{here}.{key}", value, allowed[key], key)
         out.append(checked)
     return out
 
@@ -352,8 +438,8 @@ def load_spec(path: str | Path) -> Spec:
         raise ConfigError(f"{path}: not valid TOML: not UTF-8 text") from None
     for key in data:
         if key not in TOP_KEYS:
-            raise ConfigError(f"{path}: {key}: unknown top-level key; allowed: {', '.join(TOP_KEYS)}"
-                              " (run settings go in [settings] or [grid])")
+            raise ConfigError(f"{path}: {key}: unknown top-level key" + _suggest(key, TOP_KEYS)
+                              + " (run settings go in [settings] or [grid])")
     for key in ("description", "default_profile"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"{path}: {key} must be a string, got {data[key]!r}")
@@ -378,8 +464,8 @@ def load_spec(path: str | Path) -> Spec:
             raise ConfigError(f"{path}: {where} must be a table with keys {', '.join(PROFILE_KEYS)}")
         for key in p:
             if key not in PROFILE_KEYS:
-                raise ConfigError(f"{path}: {where}.{key}: unknown key; allowed: "
-                                  f"{', '.join(PROFILE_KEYS)} (run settings go in {where}.settings)")
+                raise ConfigError(f"{path}: {where}.{key}: unknown key" + _suggest(key, PROFILE_KEYS)
+                                  + f" (run settings go in {where}.settings)")
         checked = {
             "description": p.get("description", ""),
             "settings": _check_table(path, f"{where}.settings", p.get("settings", {}), "settings"),

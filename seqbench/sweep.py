@@ -311,7 +311,7 @@ class _Tracker:
 
     def __init__(self, total: int, workers: int, stream, report: Callable[[str], None] | None):
         self.total, self.workers = total, max(workers, 1)
-        self.bar = ProgressLine(total, "sweep", stream=stream)
+        self.bar = ProgressLine(total, "sweep", stream=stream, unit="run")
         self.report = report
         self.t0 = time.perf_counter()
         self.statuses: dict[str, int] = {}
@@ -338,7 +338,10 @@ class _Tracker:
         self.outcomes.append(replace(outcome, files={}))  # the files are written; keep no copy
         if self.report is not None:
             self.bar.close()
-            self.report(outcome.summary)
+            try:
+                self.report(outcome.summary)
+            except (BrokenPipeError, ValueError):  # its reader went away: the sweep goes on
+                self.report = None
         self.draw()
 
 
@@ -381,6 +384,8 @@ def run_sweep(
     result = SweepResult(total=len(configs), skipped=len(plan.done))
     t0 = time.perf_counter()
     if todo:
+        # Ray first: a cluster that cannot be reached must leave no empty OUT folder behind
+        ray_started = _connect_ray(workers, address) if executor == "ray" else False
         out.mkdir(parents=True, exist_ok=True)
         n = per_gpu * len(gpu_ids) if per_gpu else workers or 1
         if executor == "ray":
@@ -392,7 +397,7 @@ def run_sweep(
                 if executor == "local":
                     result.workers = _run_local(todo, out, n, tracker, gpu_slots(gpu_ids, per_gpu))
                 else:
-                    _run_ray(todo, out, workers, address, threads, gpus_per_run, tracker)
+                    _run_ray(todo, out, threads, gpus_per_run, tracker, ray_started)
         except KeyboardInterrupt as e:
             result.interrupted = True
             result.signal = signal.SIGTERM if isinstance(e, _Stop) else signal.SIGINT
@@ -513,21 +518,27 @@ def require_ray():
     return ray
 
 
-def _run_ray(todo: list[RunConfig], out: Path, workers: int | None, address: str | None,
-             threads: int, gpus_per_run: float, tracker: _Tracker) -> None:
+def _connect_ray(workers: int | None, address: str | None) -> bool:
+    """Connect to the Ray cluster at ``address`` or start a local instance (unless this process
+    is connected already); return whether it connected now (then ``_run_ray`` shuts it down)."""
     ray = require_ray()
-    started = False
-    if not ray.is_initialized():
-        options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
-        try:
-            if address:
-                ray.init(address=address, **options)
-            else:
-                ray.init(num_cpus=workers or os.cpu_count() or 1, **options)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-            raise SweepError(f"cannot connect to {where}: {one_line(e)}") from None
-        started = True
+    if ray.is_initialized():
+        return False
+    options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
+    try:
+        if address:
+            ray.init(address=address, **options)
+        else:
+            ray.init(num_cpus=workers or os.cpu_count() or 1, **options)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+        raise SweepError(f"cannot connect to {where}: {one_line(e)}") from None
+    return True
+
+
+def _run_ray(todo: list[RunConfig], out: Path, threads: int, gpus_per_run: float,
+             tracker: _Tracker, started: bool) -> None:
+    ray = require_ray()
     try:
         task = ray.remote(num_cpus=threads, num_gpus=gpus_per_run, max_retries=0)(run_detached)
         pending = {task.remote(cfg): cfg for cfg in todo}

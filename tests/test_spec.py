@@ -82,10 +82,12 @@ def test_long_spec_reaches_the_lags_the_papers_quote():
 
     default = RunConfig(task="adding", seq_len=500).validate()
     assert dataclasses.replace(lstm500, label="", probe_every=0, seed=0) == default
-    # cpu_t500 is a subset of cpu: its runs count for both
+    # cpu_t500 has cpu's T = 500 LSTM runs (they count for both) and two seeds more: 5 for a claim
     subset = spec.expand("cpu_t500")
-    assert {c.config_id() for c in subset} <= {c.config_id() for c in cpu}
-    assert {c.label for c in subset} == {"lstm", "lstm_chrono"} and len(subset) == 6
+    shared = {c.config_id() for c in subset if c.seed in {c.seed for c in cpu}}
+    assert shared <= {c.config_id() for c in cpu} and len(shared) == 6
+    assert {c.label for c in subset} == {"lstm", "lstm_chrono"} and len(subset) == 10
+    assert sorted({c.seed for c in subset}) == [0, 1, 2, 3, 4]
 
 
 def test_shipped_grid_sizes():

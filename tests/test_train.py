@@ -11,6 +11,7 @@ import seqbench.train as train_module
 from seqbench import seeding
 from seqbench.cells import CellConfig
 from seqbench.config import RunConfig
+from seqbench.errors import ConfigError
 from seqbench.model import build_model
 from seqbench.tasks import make_task
 from seqbench.train import evaluate, train
@@ -67,13 +68,10 @@ def test_no_until_solved_trains_to_the_budget():
     assert result.final.loss != result.val.loss  # the reported number is the test set's
 
 
-def test_steps_zero_only_evaluates():
-    result = train(tiny(steps=0), CPU)
-    assert result.steps_taken == 0 and result.status == "ok"
-    assert [p.step for p in result.curve] == [0]
-    assert math.isnan(result.curve[0].train_loss) and math.isnan(result.curve[0].grad_norm)
-    assert result.val.loss == result.curve[0].eval_loss
-    assert not result.solved
+def test_steps_zero_is_refused():
+    # a run of no training step records nothing worth a row (issue 15): steps >= 1
+    with pytest.raises(ConfigError, match="steps must be >= 1, got 0"):
+        train(tiny(steps=0), CPU)
 
 
 def test_curve_points_are_means_since_previous_point():

@@ -10,8 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from seqbench.errors import ConfigError
-from seqbench.plugins import import_target, installed, is_class_path
+from seqbench.plugins import check_name, import_target, installed
 
 #: the entry-point group an installed package lists its cells under
 ENTRY_POINT_GROUP = "seqbench.cells"
@@ -66,12 +65,9 @@ def cell_names() -> tuple[str, ...]:
 
 
 def check_cell_name(name: str) -> str:
-    """``name`` if it is a registered cell or a ``package.module:ClassName``; else a ConfigError
-    that lists the allowed names."""
-    if name in registry() or is_class_path(name):
-        return name
-    raise ConfigError(f"unknown cell {name!r}; allowed: {', '.join(cell_names())}, "
-                      "or a class as package.module:ClassName")
+    """The registered cell ``name`` stands for (ignoring case: LSTM is lstm) or ``name`` as a
+    ``package.module:ClassName``; else a ConfigError with the closest name (plugins.check_name)."""
+    return check_name("cell", name, cell_names())
 
 
 def cell_color(name: str) -> str | None:
@@ -84,7 +80,8 @@ def cell_class(name: str):
     """The class of cell ``name`` (a seqbench.cells.base.Cell subclass; a plain module shaped like
     torch.nn.RNNCell comes back wrapped by seqbench.cells.plugin). Imports torch. Anything wrong
     with a plugin is a one-line ConfigError."""
-    target = registry()[name].target if name in registry() else check_cell_name(name)
+    name = check_cell_name(name)
+    target = registry()[name].target if name in registry() else name
     obj = import_target("cell", name, target)
     from seqbench.cells.plugin import as_cell
 

@@ -37,7 +37,41 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 class SeqbenchGroup(click.Group):
-    """A click group whose usage errors are one line (no usage block) and exit with 2."""
+    """A click group whose usage errors are one line (no usage block) and exit with 2, and that
+    stops quietly when the reader of its output goes away (``seqbench ... | head -1``)."""
+
+    #: exit status after the reader of stdout went away: 128 + SIGPIPE, what a shell reports for
+    #: a tool that SIGPIPE ended (``yes | head -1``), so that a script with ``set -o pipefail``
+    #: can tell output that was cut short from a complete one (0 would hide it; click's 1 reads
+    #: as an error of the command itself)
+    PIPE_CLOSED = 141
+
+    class PipeClosed(Exception):
+        """A write to stdout/stderr found the pipe closed (click's own handling exits 1)."""
+
+    @staticmethod
+    def drop_output(streams=None) -> None:
+        """Point ``streams`` (stdout and stderr) at /dev/null, so that what is still buffered
+        for a closed pipe, and whatever is written later, goes nowhere instead of failing again
+        (Python flushes stdout at exit)."""
+        import os
+
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            return
+        for stream in streams or (sys.stdout, sys.stderr):
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (OSError, ValueError, AttributeError):  # no real file (CliRunner)
+                continue
+        os.close(devnull)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise SeqbenchGroup.PipeClosed() from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
@@ -58,6 +92,9 @@ class SeqbenchGroup(click.Group):
         except click.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(130)
+        except SeqbenchGroup.PipeClosed:  # `| head`: stop writing, say nothing, as Unix tools do
+            self.drop_output()
+            sys.exit(self.PIPE_CLOSED)
         if isinstance(rv, int):  # click returns the exit code of --help/--version in this mode
             sys.exit(rv)
         sys.exit(0)

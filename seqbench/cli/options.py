@@ -12,6 +12,29 @@ from seqbench.tasks.registry import check_task_name
 from seqbench.tasks.registry import registry as task_registry
 
 
+class Choice(click.Choice):
+    """click.Choice that ignores case (``--impl HAND`` is hand) and, for a value that is none of
+    the choices, suggests the closest one: ``'handd' is not one of 'builtin', 'hand'; did you
+    mean 'hand'?``."""
+
+    def __init__(self, choices, case_sensitive: bool = False):
+        super().__init__(choices, case_sensitive=case_sensitive)
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            import difflib
+
+            names = [str(c) for c in self.choices]
+            close = difflib.get_close_matches(str(value).casefold(),
+                                              [n.casefold() for n in names], n=1)
+            if not close:
+                raise
+            suggestion = next(n for n in names if n.casefold() == close[0])
+            self.fail(f"{exc.message.rstrip('.')}; did you mean {suggestion!r}?", param, ctx)
+
+
 class CellName(click.ParamType):
     """A registered cell (seqbench's or an installed plugin's) or package.module:ClassName."""
 
@@ -138,7 +161,7 @@ def cell_options(multiple: bool):
     return _stack([
         opt("--cell", cls=CellOption, type=CELL, default="lstm", show_default=True,
             help_suffix=many),
-        opt("--impl", type=click.Choice(IMPLS), default="hand" if multiple else "builtin",
+        opt("--impl", type=Choice(IMPLS), default="hand" if multiple else "builtin",
             show_default=True,
             help="builtin: torch.nn module (cuDNN / oneDNN), for "
                  f"{', '.join(e.name for e in BUILTIN_CELLS if e.name in ('rnn', 'lstm', 'gru'))}; "
@@ -146,10 +169,10 @@ def cell_options(multiple: bool):
         click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True,
                      help="Hidden units per layer."),
         click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True),
-        opt("--nonlinearity", type=click.Choice(NONLINEARITIES), default=None,
+        opt("--nonlinearity", type=Choice(NONLINEARITIES), default=None,
             help="Activation of the rnn cell [default: the cell's own, tanh for rnn]; builtin "
                  "allows tanh and relu" + many + "."),
-        opt("--init", type=click.Choice(INITS), default="default", show_default=True,
+        opt("--init", type=Choice(INITS), default="default", show_default=True,
             help="Recurrent-weight initialization (identity also zeroes the biases; irnn: "
                  "Le 2015's ReLU RNN, identity W_hh, zero biases, input weights N(0, 0.001^2))"
                  f"{many}."),
@@ -159,7 +182,7 @@ def cell_options(multiple: bool):
             help=f"LSTM forget-gate bias [default: PyTorch's init]{many}."),
         click.option("--chrono", is_flag=True,
                      help="Chrono initialization of LSTM/GRU gate biases, T_max = sequence steps."),
-        opt("--norm", type=click.Choice(NORMS), default="none", show_default=True,
+        opt("--norm", type=Choice(NORMS), default="none", show_default=True,
             help="Normalization inside the cell (hand only): layer (Ba 2016), layer_split (rnn; "
                  "each projection apart, not the paper's), batch (Cooijmans 2017), "
                  f"batch_recurrent (recurrent term only){many}."),
@@ -170,8 +193,10 @@ def cell_options(multiple: bool):
 
 def device_options(fn):
     return _stack([
-        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+        click.option("--device", type=Choice(DEVICES), default="auto", show_default=True,
                      help="auto picks CUDA when present."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help="Torch CPU threads [default: torch's choice]."),
+                     help="Torch CPU threads [default: torch's choice, one per core; a training "
+                          "run next to other seqbench runs takes its share of the cores]. A number "
+                          "given here is never changed."),
     ])(fn)

@@ -7,13 +7,13 @@ import click
 from seqbench import denormals
 from seqbench.choices import CLIP_MODES, OPTIMIZERS
 from seqbench.cli import cli, config_errors, options_given
-from seqbench.cli.options import cell_options, device_options, task_options
+from seqbench.cli.options import Choice, cell_options, device_options, task_options
 
 
 @cli.command()
 @task_options
 @cell_options(multiple=False)
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True,
+@click.option("--optimizer", type=Choice(OPTIMIZERS), default="adam", show_default=True,
               help="adam; rmsprop (decay 0.9, Arjovsky 2016); sgd (plain, Le 2015).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Learning rate.")
@@ -22,7 +22,7 @@ from seqbench.cli.options import cell_options, device_options, task_options
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default="norm", show_default=True,
               help="norm: rescale the global gradient norm; value: clamp each entry.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--steps", type=click.IntRange(min=0), default=10_000, show_default=True,
+@click.option("--steps", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Training-step budget.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True,
               help="Evaluate on the validation set every N steps.")

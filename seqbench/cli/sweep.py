@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from seqbench.choices import DEVICES
-from seqbench.cli import cli, config_errors
+from seqbench.cli import SeqbenchGroup, cli, config_errors
+from seqbench.cli.options import Choice
 
 
 @cli.command()
@@ -17,14 +18,14 @@ from seqbench.cli import cli, config_errors
               help="Parallel runs [default: 1 for local; all CPUs for a local Ray instance].")
 @click.option("--threads-per-worker", type=click.IntRange(min=1), default=None,
               help="Torch threads per run [default: the spec's threads, else 1].")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--executor", type=Choice(["local", "ray"]), default="local", show_default=True,
               help="local: worker processes on this machine; ray: one Ray task per run.")
 @click.option("--address", default=None,
               help="Ray cluster to submit to ('auto': the running one) [default: start a local "
                    "Ray instance]. Needs --executor ray.")
 @click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Ray only: GPUs each run reserves (e.g. 1, or 0.25 to share one).")
-@click.option("--device", type=click.Choice(DEVICES), default=None,
+@click.option("--device", type=Choice(DEVICES), default=None,
               help="Device of every run, overriding the spec's (not part of a run's identity) "
                    "[default: the spec's].")
 @click.option("--per-gpu", type=click.IntRange(min=1), default=None,
@@ -38,10 +39,19 @@ from seqbench.cli import cli, config_errors
               help="List the runs, count them and their training steps, and estimate the wall "
                    "time from a short timing on this device; run nothing.")
 @click.option("--no-estimate", is_flag=True, help="With --dry-run: count only, time nothing.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec setting for every run (repeatable), e.g. --set steps=200; "
+                   "seeds=N runs seeds 0..N-1. Runs with changed values get their own config "
+                   "ids, so they are not taken for the spec's recorded runs.")
+@click.option("--seq-len", "-T", "seq_lens", type=click.IntRange(min=1), multiple=True,
+              help="Only the runs with this lag T (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Run at most N of the runs not yet recorded (the first N, in grid order); "
+                   "the same command again runs the next N.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run summary lines.")
 @config_errors
 def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_per_run, device,
-          per_gpu, out, retry_failed, dry_run, no_estimate, quiet):
+          per_gpu, out, retry_failed, dry_run, no_estimate, sets, seq_lens, limit, quiet):
     """Run every configuration of a benchmark SPEC (tasks/*.toml) not yet in OUT/runs.csv.
 
     Re-running the same command skips the runs already recorded, so an interrupted sweep resumes
@@ -53,11 +63,12 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
       seqbench sweep tasks/adding.toml --profile full --device cuda --per-gpu 4
       seqbench sweep tasks/copy.toml --profile full --executor ray --address auto
       seqbench sweep tasks/fixes.toml --dry-run
+      seqbench sweep tasks/adding.toml --set steps=200 --set seeds=2 --seq-len 100 --limit 4
     """
     from dataclasses import replace
 
     from seqbench.errors import ConfigError
-    from seqbench.spec import load_spec
+    from seqbench.spec import load_spec, parse_overrides
     from seqbench.sweep import check_packing, plan_sweep, run_sweep
 
     if address is not None and executor != "ray":
@@ -68,7 +79,13 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
         raise ConfigError("--no-estimate applies to --dry-run only")
     gpu_ids = check_packing(per_gpu, executor, workers) if per_gpu else []
     loaded = load_spec(spec)
-    configs = loaded.expand(profile)
+    configs = loaded.expand(profile, overrides=parse_overrides(sets))
+    if seq_lens:
+        lags = sorted({c.seq_len for c in configs})
+        configs = [c for c in configs if c.seq_len in seq_lens]
+        if not configs:
+            raise ConfigError(f"{spec}: no run has --seq-len {', '.join(map(str, seq_lens))}; "
+                              f"allowed: {', '.join(map(str, lags))}")
     if device is not None:  # the device is not part of a run's identity: recorded runs still count
         configs = [replace(cfg, device=device) for cfg in configs]
     if per_gpu and any(cfg.device == "cpu" for cfg in configs):
@@ -77,6 +94,12 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
     chosen = profile if profile is not None else loaded.default_profile
     name = f"{spec}" + (f" (profile {chosen})" if chosen else "")
     plan = plan_sweep(configs, out, retry_failed=retry_failed)
+    if limit is not None and len(plan.todo) > limit:  # the recorded ones, and the first N others
+        keep = {c.config_id() for c in plan.todo[:limit]} | set(plan.statuses)
+        left = len(plan.todo) - limit
+        configs = [c for c in configs if c.config_id() in keep]
+        plan = plan_sweep(configs, out, retry_failed=retry_failed)
+        name += f" (--limit {limit}: {left} more not run now)"
     if threads_per_worker is None:
         threads_per_worker = max({c.threads or 1 for c in configs} or {1})
 
@@ -95,17 +118,37 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
         for run_device in sorted({c.device for c in plan.todo}):
             resolve_device(run_device)  # --device cuda without CUDA: fail before anything runs
     packing = f", {per_gpu} per GPU on {len(gpu_ids)} GPU(s)" if per_gpu else ""
-    click.echo(f"{name}: {len(configs)} runs, {len(plan.done)} already recorded, "
-               f"{len(plan.todo)} to run{packing}", err=True)
+    say = _Say()
+    say(f"{name}: {len(configs)} runs, {len(plan.done)} already recorded, "
+        f"{len(plan.todo)} to run{packing}", err=True)
     result = run_sweep(configs, out, workers=workers, threads=threads_per_worker,
                        executor=executor, address=address, retry_failed=retry_failed,
                        gpus_per_run=gpus_per_run, per_gpu=per_gpu or 0,
-                       gpu_count=len(gpu_ids) or None, report=None if quiet else click.echo)
-    click.echo(result.summary(out), err=True)
+                       gpu_count=len(gpu_ids) or None, report=None if quiet else say)
+    say(result.summary(out), err=True)
     select = "".join(f" --select {k}" for k in loaded.selected(profile))
-    click.echo(f"leaderboard: seqbench leaderboard --runs {out}/runs.csv{select}", err=True)
+    say(f"leaderboard: seqbench leaderboard --runs {out}/runs.csv{select}", err=True)
     if result.interrupted:
         raise SystemExit(128 + int(result.signal or 2))  # 130 after Ctrl-C, 143 after SIGTERM
+
+
+class _Say:
+    """click.echo for a sweep: once a reader of its output went away (``seqbench sweep ... |
+    head``), lines are dropped and the sweep goes on; its exit status is the sweep's."""
+
+    def __init__(self):
+        self.closed: set[bool] = set()  # err=False: stdout, err=True: stderr
+
+    def __call__(self, line: str, err: bool = False) -> None:
+        if err in self.closed:
+            return
+        try:
+            click.echo(line, err=err)
+        except (BrokenPipeError, ValueError):  # ValueError: a closed file
+            import sys
+
+            self.closed.add(err)
+            SeqbenchGroup.drop_output([sys.stderr if err else sys.stdout])
 
 
 def _dry_run(configs, plan, name, out, executor, workers, threads, per_gpu, gpu_ids,

@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 
 from seqbench.errors import ConfigError
-from seqbench.plugins import import_target, installed, is_class_path
+from seqbench.plugins import check_name, import_target, installed, match_name, unknown_name
 
 #: the entry-point group an installed package lists its tasks under
 ENTRY_POINT_GROUP = "seqbench.tasks"
@@ -65,19 +65,29 @@ def task_names() -> tuple[str, ...]:
 
 
 def check_task_name(name: str) -> str:
-    """``name`` if it is a registered task or a ``package.module:ClassName``; else a ConfigError
-    that lists the allowed names."""
-    if name in registry() or is_class_path(name):
-        return name
-    raise ConfigError(f"unknown task {name!r}; allowed: {', '.join(task_names())}, "
-                      "or a class as package.module:ClassName")
+    """The registered task ``name`` stands for (ignoring case: Adding is adding) or ``name`` as a
+    ``package.module:ClassName``; else a ConfigError with the closest name (plugins.check_name)."""
+    return check_name("task", name, task_names())
+
+
+def check_variant(name: str, cls: type, variant: str | None) -> str | None:
+    """The variant of task ``name`` (class ``cls``) that ``variant`` stands for, ignoring case;
+    None stays None (the default); else a ConfigError that suggests the closest one."""
+    if variant is None or not variant:
+        return variant
+    variants = getattr(cls, "variants", ())
+    registered = match_name(variant, variants)
+    if registered is None:
+        raise ConfigError(unknown_name("variant", variant, variants, of=f" for task {name}"))
+    return registered
 
 
 @functools.cache
 def task_class(name: str) -> type:
     """The Task subclass of task ``name``. Imports torch. Anything wrong with a plugin is a
     one-line ConfigError."""
-    target = registry()[name].target if name in registry() else check_task_name(name)
+    name = check_task_name(name)
+    target = registry()[name].target if name in registry() else name
     cls = import_target("task", name, target)
     from seqbench.tasks.base import Task
 
@@ -93,7 +103,9 @@ def task_class(name: str) -> type:
 def make_task(name: str, variant: str | None = None):
     """Build task ``name`` (registered, or ``package.module:ClassName``) in ``variant`` (None: its
     default); an unknown name or variant is a ConfigError listing the valid ones."""
+    name = check_task_name(name)
     cls = task_class(name)
+    variant = check_variant(name, cls, variant)
     try:
         task = cls(variant)
     except ConfigError:
