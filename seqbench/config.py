@@ -91,7 +91,10 @@ class RunConfig:
         if self.match_params:  # the hidden size is derived, so the row's `hidden` says what ran
             cell = replace(cell, hidden=hidden_for_params(task, cell, self.match_params,
                                                           self.seq_len))
-        return replace(self, variant=task.variant, cell=cell)
+        from seqbench.tasks.registry import check_task_name
+
+        # the registered spelling (Adding is adding), so that both have one config id
+        return replace(self, task=check_task_name(self.task), variant=task.variant, cell=cell)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -404,3 +404,12 @@ def test_specs_normalize_names_and_suggest(tmp_path):
         with pytest.raises(ConfigError) as e:
             expand_spec(spec_file(tmp_path, SPEC.replace(old, new)))
         assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_the_library_takes_names_in_any_case_with_one_config_id():
+    from seqbench.cells import CellConfig
+    from seqbench.config import RunConfig
+
+    typed = RunConfig(task="Adding", cell=CellConfig(cell="LSTM")).validate()
+    assert (typed.task, typed.cell.cell) == ("adding", "lstm")
+    assert typed.config_id() == RunConfig().config_id()

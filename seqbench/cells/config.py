@@ -36,7 +36,7 @@ class CellConfig:
         """Check every field against what the cell accepts; return the config resolved: the
         cell's own nonlinearity when none is given, and ``impl = "hand"`` for a cell that has no
         torch.nn twin (its own code is its only implementation)."""
-        from seqbench.cells.registry import cell_class
+        from seqbench.cells.registry import cell_class, check_cell_name
 
         cls = cell_class(self.cell)
         if self.impl not in IMPLS:
@@ -45,7 +45,8 @@ class CellConfig:
             raise ConfigError(f"hidden must be >= 1, got {self.hidden}")
         if self.layers < 1:
             raise ConfigError(f"layers must be >= 1, got {self.layers}")
-        resolved = replace(self, nonlinearity=self.nonlinearity or cls.nonlinearities[0],
+        resolved = replace(self, cell=check_cell_name(self.cell),  # LSTM is lstm: one config id
+                           nonlinearity=self.nonlinearity or cls.nonlinearities[0],
                            impl=self.impl if cls.builtin is not None else "hand")
         resolved._check_remedies(cls)
         return resolved
