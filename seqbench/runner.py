@@ -34,6 +34,7 @@ from seqbench.progress import ProgressLine, format_duration
 from seqbench.provenance import environment, kernel, resolve_device
 from seqbench.results import RUN_COLUMNS, append_rows, check_appendable, read_rows
 from seqbench.tasks import make_task
+from seqbench.tensorboard import TensorBoardLog, require_tensorboard
 from seqbench.threads import ThreadShare
 from seqbench.train import CurvePoint, Trainer, TrainResult
 
@@ -163,7 +164,8 @@ def load_checkpoint(run_dir: Path) -> dict:
 
 def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool = False,
                 progress_stream=None, checkpoint_every: int = 0,
-                handle_signals: bool = False) -> tuple[dict, str]:
+                handle_signals: bool = False,
+                tensorboard: str | os.PathLike | None = None) -> tuple[dict, str]:
     """Train one run as ``cfg`` says; write its folder and its runs.csv row.
 
     Returns the row (a dict over RUN_COLUMNS) and the one-line summary. With
@@ -171,8 +173,12 @@ def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool 
     interrupted), so that ``resume_run`` can continue it. With ``handle_signals``, SIGINT and
     SIGTERM stop the run at the next step boundary: its row is written with status
     ``interrupted`` and the metrics so far, a checkpoint is saved, and RunInterrupted is raised.
+    With ``tensorboard`` (a folder), the run's losses and probes are also written as TensorBoard
+    events into ``<tensorboard>/<run id>`` (seqbench.tensorboard).
     """
     cfg = cfg.validate()
+    if tensorboard is not None:
+        require_tensorboard()  # before anything is written
     device = resolve_device(cfg.device)
     out = Path(out)
     check_appendable(out / "runs.csv", RUN_COLUMNS)  # a foreign runs.csv fails before any work
@@ -185,12 +191,13 @@ def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool 
     with open(run_dir / "curve.csv", "w", newline="") as f:
         csv.DictWriter(f, CURVE_COLUMNS, lineterminator="\n").writeheader()
     return _drive(trainer, run_dir, out, started_at, quiet, progress_stream, checkpoint_every,
-                  handle_signals)
+                  handle_signals, tensorboard)
 
 
 def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=None,
                handle_signals: bool = False, device: str | None = None,
-               threads: int | None = None) -> tuple[dict, str]:
+               threads: int | None = None,
+               tensorboard: str | os.PathLike | None = None) -> tuple[dict, str]:
     """Continue an interrupted run from its ``checkpoint.pt``; on CPU the result is
     bit-identical to an uninterrupted run. Its learning curve and gradient rows are cut back to
     the checkpoint, then grow again; a new row is appended to runs.csv."""
@@ -237,7 +244,7 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
         kept = [r for r in read_rows(grads_path) if r["step"].isdigit() and int(r["step"]) < step]
         _rewrite_csv(grads_path, GRADS_COLUMNS, kept)
     return _drive(trainer, run_dir, out, meta.get("started_at", ""), quiet, progress_stream,
-                  checkpoint_every, handle_signals)
+                  checkpoint_every, handle_signals, tensorboard)
 
 
 def _rewrite_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
@@ -250,9 +257,10 @@ def _rewrite_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
 
 
 def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: bool,
-           progress_stream, checkpoint_every: int, handle_signals: bool) -> tuple[dict, str]:
-    """Train with the run folder's callbacks (curve, probe, checkpoints, progress), then write
-    the runs.csv row."""
+           progress_stream, checkpoint_every: int, handle_signals: bool,
+           tensorboard: str | os.PathLike | None = None) -> tuple[dict, str]:
+    """Train with the run folder's callbacks (curve, probe, checkpoints, progress, TensorBoard
+    events), then write the runs.csv row."""
     cfg, task, device = trainer.cfg, trainer.task, trainer.device
     # --threads, or this run's share of the cores with the other runs (seqbench.threads)
     share = ThreadShare(cfg.threads, shared=device.type == "cpu")
@@ -263,14 +271,19 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
     state = {"t0": time.perf_counter(), "step0": trainer.step, "eval": ""}
     curve_file = open(run_dir / "curve.csv", "a", newline="")
     curve_writer = csv.DictWriter(curve_file, CURVE_COLUMNS, lineterminator="\n")
+    events = TensorBoardLog(tensorboard, run_dir.name, baseline) if tensorboard else None
 
     def on_eval(point: CurvePoint) -> None:
         curve_writer.writerow(asdict(point))
         curve_file.flush()
+        if events:
+            events.evaluation(point)
         state["eval"] = f"eval {point.eval_loss:.4g} ({point.eval_loss / baseline:.1%} of baseline)"
 
     def on_step(step: int, loss: float) -> None:
         share.poll()
+        if events:
+            events.step(step, loss)
         rate = (step - state["step0"]) / max(time.perf_counter() - state["t0"], 1e-9)
         bar.update(step, f"loss {loss:.4g} ({loss / baseline:.1%}) | {state['eval']} | "
                          f"{rate:.1f} steps/s")
@@ -280,6 +293,9 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
         setup = ProbeSetup.create(task, cfg.seq_len, cfg.cell, cfg.seed, cfg.batch_size, device,
                                   cfg.label)
         probe = TrainingProbe(setup, run_dir / "grads.csv", run_dir.name)
+        if events:
+            probe_rows = probe
+            probe = lambda step, model: events.probe(step, probe_rows(step, model))  # noqa: E731
     with _stop_on_signals(handle_signals) as signals, share:
         try:
             result = trainer.run(
@@ -291,6 +307,8 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
         finally:
             bar.close()
             curve_file.close()
+            if events:
+                events.close()
     row = {**_row(trainer, result, run_dir, started_at, baseline, device), "threads": share.used}
     _record(out / "runs.csv", row, run_dir)
     summary = summary_line(cfg, result, baseline)

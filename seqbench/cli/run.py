@@ -48,13 +48,16 @@ from seqbench.cli.options import Choice, cell_options, device_options, task_opti
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               default=None, help="Continue the interrupted run in this run folder (its config "
                                  "is used; only --device, --threads, --quiet may be given).")
+@click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
+              help="Also write TensorBoard events (losses, accuracy, gradient vs lag) into "
+                   "DIR/<run id>; needs the tensorboard package (seqbench[tensorboard]).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @config_errors
 def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, init_gain,
         forget_bias, chrono, norm, residual, optimizer, lr, clip, clip_mode, batch_size, steps,
         eval_every, eval_size, test_size, until_solved, match_params, probe_every, seed, device,
-        threads, out, checkpoint_every, resume_dir, quiet):
+        threads, out, checkpoint_every, resume_dir, tensorboard, quiet):
     """Train one model on one task and append its result to OUT/runs.csv.
 
     \b
@@ -72,15 +75,17 @@ def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, i
     denormals.flush()  # a vanishing gradient in denormals is 10x slower (seqbench.denormals)
 
     if resume_dir is not None:
-        given = options_given(ctx, ("resume_dir", "device", "threads", "quiet"))
+        given = options_given(ctx, ("resume_dir", "device", "threads", "quiet", "tensorboard"))
         if given:
             raise ConfigError(f"--resume takes the run's own config; drop {given[0]} "
-                              "(allowed with --resume: --device, --threads, --quiet)")
+                              "(allowed with --resume: --device, --threads, --tensorboard, "
+                              "--quiet)")
         if device != "auto":
             resolve_device(device)
         try:
             _, summary = resume_run(resume_dir, quiet=quiet, handle_signals=True,
-                                    device=device if device != "auto" else None, threads=threads)
+                                    device=device if device != "auto" else None, threads=threads,
+                                    tensorboard=tensorboard)
         except RunInterrupted as stop:
             click.echo(stop.summary)
             ctx.exit(stop.exit_code)
@@ -102,7 +107,7 @@ def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, i
     resolve_device(cfg.device)  # fail before anything is written
     try:
         _, summary = execute_run(cfg, out=out, quiet=quiet, checkpoint_every=checkpoint_every,
-                                 handle_signals=True)
+                                 handle_signals=True, tensorboard=tensorboard)
     except RunInterrupted as stop:
         click.echo(stop.summary)
         ctx.exit(stop.exit_code)
