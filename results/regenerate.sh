@@ -55,5 +55,5 @@ python results/readme.py
 
 # 7. Speed: rows are appended to results/bench.csv and results/bench_sweep.csv; timings belong to
 #    the machine they ran on (compare the ratios; see README.md, Performance)
-seqbench bench
-seqbench bench --sweep-runs 24 -T 100
+seqbench bench --out results/bench.csv
+seqbench bench --sweep-runs 24 -T 100 --sweep-out results/bench_sweep.csv

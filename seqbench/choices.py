@@ -12,3 +12,8 @@ INITS = ("default", "xavier", "he", "orthogonal", "identity", "irnn")
 NORMS = ("none", "layer", "layer_split", "batch", "batch_recurrent")
 CLIP_MODES = ("norm", "value")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+#: where commands write (and then read) results when no path is given. Not "results": in a
+#: checkout of seqbench that folder holds the committed reference results, which a newcomer's
+#: first runs must not append to (README, Quick start).
+DEFAULT_OUT = "seqbench-results"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from seqbench.choices import DEFAULT_OUT
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
 from seqbench.grads import GRADS_COLUMNS, ProbeSetup, TrainingProbe
@@ -162,7 +163,7 @@ def load_checkpoint(run_dir: Path) -> dict:
     return state
 
 
-def execute_run(cfg: RunConfig, out: str | os.PathLike = "results", quiet: bool = False,
+def execute_run(cfg: RunConfig, out: str | os.PathLike = DEFAULT_OUT, quiet: bool = False,
                 progress_stream=None, checkpoint_every: int = 0,
                 handle_signals: bool = False,
                 tensorboard: str | os.PathLike | None = None) -> tuple[dict, str]:

@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from seqbench import denormals, malloc
+from seqbench.choices import DEFAULT_OUT
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
 from seqbench.progress import ProgressLine, format_duration
@@ -347,7 +348,7 @@ class _Tracker:
 
 def run_sweep(
     configs: Sequence[RunConfig],
-    out: str | os.PathLike = "results",
+    out: str | os.PathLike = DEFAULT_OUT,
     workers: int | None = None,
     threads: int = 1,
     executor: str = "local",

@@ -94,7 +94,7 @@ def test_cli_sweep_runs_times_both_layouts(tmp_path):
         assert abs(float(r["runs_per_min"]) - 120 / float(r["wall_s"])) < 1e-6
         if r["workers"] == "1":
             assert float(r["speedup"]) == 1.0
-    assert not (tmp_path / "results").exists()  # the runs went to scratch folders
+    assert not (tmp_path / "seqbench-results").exists()  # the runs went to scratch folders
 
 
 def test_cli_sweep_runs_refuses_threads(tmp_path):

@@ -86,11 +86,11 @@ def test_second_run_appends_a_row_and_a_new_folder(tmp_path):
         rf"baseline\), accuracy [0-9.]+, [0-9.]+s",
         result.output.strip(),
     ), result.output
-    rows = read_csv(tmp_path / "results" / "runs.csv")  # the default --out
+    rows = read_csv(tmp_path / "seqbench-results" / "runs.csv")  # the default --out
     assert [r["task"] for r in rows] == ["adding", "copy"]
     assert rows[1]["total_steps"] == "25" and rows[1]["kernel"] == "hand (fused)"
     assert len({r["run_id"] for r in rows}) == 2
-    assert len(list((tmp_path / "results" / "runs").iterdir())) == 2
+    assert len(list((tmp_path / "seqbench-results" / "runs").iterdir())) == 2
 
 
 def test_diverged_run_is_a_result(tmp_path):
@@ -101,7 +101,7 @@ def test_diverged_run_is_a_result(tmp_path):
     assert result.exit_code == 0, result.output
     assert re.fullmatch(r"adding T=20 rnn/hand seed 0: diverged at step \d+ \(loss not finite\), "
                         r"[0-9.]+s", result.output.strip()), result.output
-    (row,) = read_csv(tmp_path / "results" / "runs.csv")
+    (row,) = read_csv(tmp_path / "seqbench-results" / "runs.csv")
     assert row["status"] == "diverged" and row["solved"] == "False"
     assert int(row["steps_taken"]) < 50
 

@@ -273,7 +273,7 @@ def test_set_values_are_checked_like_spec_values(tmp_path):
     one_line_error(invoke([*dry, "--set", "steps=0"], tmp_path), "steps must be >= 1")
     one_line_error(invoke([*dry, "--seq-len", "9"], tmp_path), "no run has --seq-len 9",
                    "allowed: 5, 7")
-    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "seqbench-results").exists()
 
 
 def test_limit_runs_the_next_n_each_time(tmp_path):

@@ -3,6 +3,9 @@ the tables say a cell accepts is what its configuration accepts."""
 
 import csv
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -86,3 +89,16 @@ def test_the_list_command():
     assert markdown.output.startswith("## remedies\n\n| option")
     bad = runner.invoke(cli, ["list", "--format", "csv"])
     assert bad.exit_code == 2 and "name it" in bad.output
+
+
+def test_shell_completion_as_the_readme_says():
+    """click's completion: `_SEQBENCH_COMPLETE=bash_source seqbench` prints the script, and a
+    partial command completes to seqbench's commands."""
+    env = {"COMP_WORDS": "seqbench li", "COMP_CWORD": "1", "_SEQBENCH_COMPLETE": "bash_complete"}
+    code = "from seqbench.cli import main; main()"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                         capture_output=True, text=True)
+    assert out.stdout.split() == ["plain,list"]
+    script = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "_SEQBENCH_COMPLETE": "bash_source"})
+    assert "_seqbench_completion()" in script.stdout

@@ -137,8 +137,10 @@ def options_given(ctx: click.Context, allowed: tuple[str, ...]) -> list[str]:
 def cli():
     """seqbench: recurrent networks on synthetic long-dependency tasks.
 
-    Train RNN, LSTM and GRU cells (PyTorch's built-in modules or hand-written twins) on the adding
-    problem, copy memory and delayed recall, and record every run as a row of results/runs.csv.
+    Train recurrent cells (RNN, LSTM, GRU as PyTorch's built-in modules or hand-written twins,
+    and the cells built for long lags) on long-dependency tasks, and record every run as a row of
+    seqbench-results/runs.csv (--out). Start with `seqbench demo`; `seqbench list` shows the
+    tasks, cells and remedies.
     """
     from seqbench import malloc
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from seqbench import denormals
-from seqbench.choices import DEVICES, IMPLS
+from seqbench.choices import DEFAULT_OUT, DEVICES, IMPLS
 from seqbench.cli import BadInput, cli, config_errors
 from seqbench.cli.options import CELL, TASK
 
@@ -40,7 +40,7 @@ from seqbench.cli.options import CELL, TASK
               help="Torch CPU threads [default: torch's choice].")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="auto picks CUDA when present.")
-@click.option("--out", type=click.Path(dir_okay=False), default="results/bench.csv",
+@click.option("--out", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/bench.csv",
               show_default=True, help="CSV the rows are appended to.")
 @click.option("--sweep-runs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Instead of the step timings: time N small runs through `seqbench sweep`'s "
@@ -48,7 +48,7 @@ from seqbench.cli.options import CELL, TASK
                    "cells, impls, shortest T, batch, hidden from the other options).")
 @click.option("--sweep-steps", type=click.IntRange(min=1), default=100, show_default=True,
               help="Training steps per run of --sweep-runs.")
-@click.option("--sweep-out", type=click.Path(dir_okay=False), default="results/bench_sweep.csv",
+@click.option("--sweep-out", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/bench_sweep.csv",
               show_default=True, help="CSV the --sweep-runs rows are appended to.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-group progress lines on stderr.")
 @config_errors

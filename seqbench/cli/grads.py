@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from seqbench import denormals
+from seqbench.choices import DEFAULT_OUT
 from seqbench.cli import cli, config_errors, options_given
 from seqbench.cli.options import cell_options, device_options, task_options
 
@@ -17,7 +18,7 @@ from seqbench.cli.options import cell_options, device_options, task_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Sequences in the fixed probe batch.")
 @device_options
-@click.option("--out", type=click.Path(dir_okay=False), default="results/grads.csv",
+@click.option("--out", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/grads.csv",
               show_default=True, help="CSV to append the rows to.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Measure the initial weights of every run of a benchmark spec instead (its "

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import click
 
+from seqbench.choices import DEFAULT_OUT
 from seqbench.cli import cli, config_errors
 from seqbench.cli.options import TASK
 
 
 @cli.command()
-@click.option("--runs", "runs_csv", type=click.Path(dir_okay=False), default="results/runs.csv",
+@click.option("--runs", "runs_csv", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/runs.csv",
               show_default=True, help="The runs CSV to aggregate.")
 @click.option("--task", type=TASK, default=None,
               help="Print this task only (the CSV files always hold every task).")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from seqbench.choices import DEFAULT_OUT
 from seqbench.cli import cli, config_errors
 from seqbench.cli.options import TASK
 
@@ -28,7 +29,7 @@ def save_figure(fig, out) -> None:
 
 @plot.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("-o", "--output", default="results/figures/decay.png", show_default=True,
+@click.option("-o", "--output", default=f"{DEFAULT_OUT}/figures/decay.png", show_default=True,
               help="Output file; PNG, SVG or PDF by its suffix.")
 @click.option("--task", default=None, help="Select a task when the data holds several.")
 @click.option("--seq-len", "-T", type=int, default=None, help="Select a length when it holds several.")
@@ -114,7 +115,7 @@ def select_option(f):
 
 
 @plot.command("solve-rate")
-@click.argument("runs_csv", type=click.Path(dir_okay=False), default="results/runs.csv")
+@click.argument("runs_csv", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/runs.csv")
 @click.option("-o", "--output", default=None,
               help="Output file; the suffix picks the format (PNG without one) "
                    "[default: figures/solve_rate.png beside RUNS_CSV].")
@@ -141,7 +142,7 @@ def solve_rate(runs_csv, output, task, title, select):
 
 
 @plot.command("loss")
-@click.argument("runs_csv", type=click.Path(dir_okay=False), default="results/runs.csv")
+@click.argument("runs_csv", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/runs.csv")
 @click.option("-o", "--output", default=None,
               help="Output file; the suffix picks the format (PNG without one) "
                    "[default: figures/loss.png beside RUNS_CSV].")
@@ -167,7 +168,7 @@ def loss(runs_csv, output, task, title, select):
 @click.argument("sources", nargs=-1, type=click.Path(exists=True))
 @click.option("-o", "--output", default=None,
               help="Output file; the suffix picks the format (PNG without one) "
-                   "[default: figures/curves.png beside the runs CSV, or under results/].")
+                   "[default: figures/curves.png beside the runs CSV, or under seqbench-results/].")
 @click.option("--task", type=TASK, default=None, help="Runs of this task (CSV).")
 @click.option("--seq-len", "-T", type=int, default=None, help="Runs of this lag (CSV).")
 @click.option("--cell", default=None, help="Runs of this cell (CSV).")
@@ -180,7 +181,7 @@ def loss(runs_csv, output, task, title, select):
 def curves(sources, output, task, seq_len, cell, label, seed, metric, title):
     """Learning curves of chosen runs: a runs CSV (with filters) or run folders.
 
-    SOURCES: one runs CSV [default: results/runs.csv], whose finished runs matching the filters
+    SOURCES: one runs CSV [default: seqbench-results/runs.csv], whose finished runs matching the filters
     are drawn, or run folders (results/runs/<run id>).
 
     \b
@@ -192,7 +193,7 @@ def curves(sources, output, task, seq_len, cell, label, seed, metric, title):
     from seqbench.plots import output_path
     from seqbench.plots.runs import curves_figure, run_dirs_from_csv
 
-    sources = [Path(s) for s in sources] or [Path("results/runs.csv")]
+    sources = [Path(s) for s in sources] or [Path(DEFAULT_OUT) / "runs.csv"]
     files = [s for s in sources if not s.is_dir()]
     if files and (len(sources) > 1):
         raise ConfigError("give either one runs CSV or run folders, not both")
@@ -206,13 +207,13 @@ def curves(sources, output, task, seq_len, cell, label, seed, metric, title):
     else:
         dirs = sources
     if output is None:
-        output = (files[0].parent if files else Path("results")) / "figures" / "curves.png"
+        output = (files[0].parent if files else Path(DEFAULT_OUT)) / "figures" / "curves.png"
     path = output_path(output)
     save_figure(curves_figure(dirs, metric=metric, title=title), path)
 
 
 @plot.command("solved")
-@click.argument("runs_csv", type=click.Path(dir_okay=False), default="results/runs.csv")
+@click.argument("runs_csv", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/runs.csv")
 @click.option("-o", "--output", default=None,
               help="Output file; the suffix picks the format (PNG without one) "
                    "[default: figures/solved.png beside RUNS_CSV].")

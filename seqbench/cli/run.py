@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from seqbench import denormals
-from seqbench.choices import CLIP_MODES, OPTIMIZERS
+from seqbench.choices import CLIP_MODES, DEFAULT_OUT, OPTIMIZERS
 from seqbench.cli import cli, config_errors, options_given
 from seqbench.cli.options import Choice, cell_options, device_options, task_options
 
@@ -40,7 +40,7 @@ from seqbench.cli.options import Choice, cell_options, device_options, task_opti
                    "run folder's grads.csv; 0 = off. Does not change the run.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @device_options
-@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
+@click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
               help="Directory for runs.csv and the per-run folders.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Save model, optimizer and RNG state every N steps (atomically); 0 = only "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from seqbench.choices import DEVICES
+from seqbench.choices import DEFAULT_OUT, DEVICES
 from seqbench.cli import SeqbenchGroup, cli, config_errors
 from seqbench.cli.options import Choice
 
@@ -31,7 +31,7 @@ from seqbench.cli.options import Choice
 @click.option("--per-gpu", type=click.IntRange(min=1), default=None,
               help="Local executor on CUDA: pack N runs on each GPU (N x GPUs worker processes, "
                    "each pinned to one GPU); instead of --workers.")
-@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
+@click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
               help="Directory for runs.csv and the per-run folders.")
 @click.option("--retry-failed", is_flag=True,
               help="Run again the configs recorded as failed or interrupted.")
