@@ -44,6 +44,7 @@ from seqbench.errors import ConfigError
 from seqbench.model import SequenceModel, build_model
 from seqbench.provenance import environment, kernel, resolve_device
 from seqbench.tasks import Batch, Task, check_task_name, make_task
+from seqbench.tasks.base import masked_call
 from seqbench.train import synchronize
 
 BENCH_COLUMNS = [
@@ -134,7 +135,7 @@ def train_step_fn(model: SequenceModel, optimizer: torch.optim.Optimizer, task: 
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss = task.loss(model(batch.inputs, readout), batch.targets)
+        loss = masked_call(task.loss, model(batch.inputs, readout), batch.targets, batch.mask)
         loss.backward()
         optimizer.step()
 
@@ -149,7 +150,7 @@ def graphed_train_step_fn(model: SequenceModel, optimizer: torch.optim.Optimizer
     readout = task.readout_steps(seq_len)
 
     def body() -> None:
-        loss = task.loss(model(batch.inputs, readout), batch.targets)
+        loss = masked_call(task.loss, model(batch.inputs, readout), batch.targets, batch.mask)
         loss.backward()
         optimizer.step()
 

@@ -5,7 +5,8 @@ the cue; copy: the first recall step), summed over the probe batch so that each 
 gradient is its own (not divided by the batch size). For every lag k = 0 .. t* we report the batch
 mean and median of the per-sequence norms ||dL/dh_{t*-k}|| (and ||dL/dc_{t*-k}|| for LSTM), for
 every layer. This is the quantity Arjovsky et al. (2016, fig. 4) plotted; see docs/references.md
-section 5.
+section 5. When the batch has a mask (seqbench.tasks.base) and the position t* is masked out for
+some sequences, those have no loss at t*: L sums over the others, and the statistics are theirs.
 
 How it is measured:
 
@@ -118,28 +119,48 @@ def _per_sequence_norms(grad: Tensor) -> Tensor:
     return torch.linalg.vector_norm(grad, dim=-1, dtype=torch.float64)
 
 
-def _batch_stats(norms: Tensor) -> tuple[np.ndarray, np.ndarray]:
+def _batch_stats(norms: Tensor, counted: Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(K, B) per-sequence norms in time order -> batch mean and median, each (K,), in lag order
-    (reversed)."""
+    (reversed); over the ``counted`` sequences only when a mask leaves some out at t*."""
     norms = norms.flip(0)
+    if counted is not None:
+        norms = norms[:, counted]
+        if norms.shape[1] == 0:  # no sequence counted at t*: nothing was measured
+            nan = np.full(norms.shape[0], np.nan)
+            return nan, nan.copy()
     return norms.mean(1).cpu().numpy(), norms.median(1).values.cpu().numpy()
 
 
+def _counted_at_query(task: Task, batch: Batch, seq_len: int) -> Tensor | None:
+    """(B,) bool: the sequences whose readout position at t* counts (None: all of them)."""
+    if batch.mask is None:
+        return None
+    return batch.mask[task.query_step(seq_len) - task.readout_steps(seq_len).start]
+
+
 def _query_loss(model: SequenceModel, task: Task, batch: Batch, seq_len: int, h_query: Tensor) -> Tensor:
-    """The task's loss at t* from the top layer's h_{t*} (B, H), summed over the batch."""
+    """The task's loss at t* from the top layer's h_{t*} (B, H), summed over the batch (over the
+    sequences whose position t* counts, when the batch has a mask: the others have no loss)."""
     t_query = task.query_step(seq_len)
     r = t_query - task.readout_steps(seq_len).start
     logits = model.readout(h_query).unsqueeze(0)  # (1, B, out)
-    return task.loss(logits, batch.targets[r : r + 1]) * h_query.shape[0]
+    counted = _counted_at_query(task, batch, seq_len)
+    if counted is None:
+        return task.loss(logits, batch.targets[r : r + 1]) * h_query.shape[0]
+    if not counted.any():  # nothing to differentiate: every gradient is zero
+        return logits.sum() * 0.0
+    return task.loss(logits, batch.targets[r : r + 1], counted.unsqueeze(0)) * int(counted.sum())
 
 
-def _curves(layer_norms: list[dict[str, Tensor]], lags: np.ndarray) -> list[LagCurve]:
-    """One curve per layer from its (K, B) per-sequence norms of dL/dh (and dL/dc), time order."""
+def _curves(layer_norms: list[dict[str, Tensor]], lags: np.ndarray,
+            counted: Tensor | None = None) -> list[LagCurve]:
+    """One curve per layer from its (K, B) per-sequence norms of dL/dh (and dL/dc), time order;
+    the batch statistics over the ``counted`` sequences only, when given."""
     curves = []
     for layer, norms in enumerate(layer_norms):
-        curve = LagCurve(layer, lags, *_batch_stats(norms["h"]))
+        curve = LagCurve(layer, lags, *_batch_stats(norms["h"], counted))
         if "c" in norms:
-            curve.cell_grad_norm, curve.cell_grad_norm_median = _batch_stats(norms["c"])
+            curve.cell_grad_norm, curve.cell_grad_norm_median = _batch_stats(norms["c"], counted)
         curves.append(curve)
     return curves
 
@@ -163,7 +184,7 @@ def probe_hand(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> 
     loss = _query_loss(model, task, batch, seq_len, out[t_query])
     torch.autograd.grad(loss, hx, allow_unused=True)
     # row t holds ||dL/dh_t||; lag k = t* - t (the curves are reversed into lag order)
-    return _curves(norms, np.arange(t_query + 1))
+    return _curves(norms, np.arange(t_query + 1), _counted_at_query(task, batch, seq_len))
 
 
 @torch.no_grad()
@@ -233,7 +254,7 @@ def probe_builtin(model: SequenceModel, task: Task, batch: Batch, seq_len: int,
             g["c"] = g["c"] + g["h"] * local[layer]
         layer_norms.append({k: _per_sequence_norms(v) for k, v in g.items()})
     # chunk i ends at step ends[i] = t* - lag: the norms are reversed into increasing lags
-    return _curves(layer_norms, np.asarray(sorted(lags)))
+    return _curves(layer_norms, np.asarray(sorted(lags)), _counted_at_query(task, batch, seq_len))
 
 
 def probe(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> list[LagCurve]:

@@ -26,6 +26,7 @@ from seqbench import seeding
 from seqbench.config import RunConfig
 from seqbench.model import SequenceModel, build_model
 from seqbench.tasks import Batch, Task, make_task
+from seqbench.tasks.base import masked_call
 
 
 @dataclass
@@ -77,21 +78,24 @@ def synchronize(device: torch.device) -> None:
 @torch.no_grad()
 def evaluate(model: SequenceModel, task: Task, batch: Batch, seq_len: int,
              chunk: int = 512) -> EvalResult:
-    """Loss and accuracy on a fixed batch, in chunks of ``chunk`` sequences."""
+    """Loss and accuracy on a fixed batch, in chunks of ``chunk`` sequences (each chunk weighted by
+    its sequences, or with a mask by its counted positions)."""
     was_training = model.training
     model.eval()
     readout = task.readout_steps(seq_len)
     n = batch.inputs.shape[1]
-    loss_sum = acc_sum = 0.0
+    loss_sum = acc_sum = weight_sum = 0.0
     for start in range(0, n, chunk):
-        x = batch.inputs[:, start : start + chunk]
-        y = batch.targets[:, start : start + chunk]
+        part = slice(start, start + chunk)
+        x, y = batch.inputs[:, part], batch.targets[:, part]
+        mask = None if batch.mask is None else batch.mask[:, part]
         out = model(x, readout)
-        k = x.shape[1]
-        loss_sum += task.loss(out, y).item() * k
-        acc_sum += task.accuracy(out, y) * k
+        k = x.shape[1] if mask is None else int(mask.sum())
+        loss_sum += masked_call(task.loss, out, y, mask).item() * k
+        acc_sum += masked_call(task.accuracy, out, y, mask) * k
+        weight_sum += k
     model.train(was_training)
-    return EvalResult(loss_sum / n, acc_sum / n)
+    return EvalResult(loss_sum / weight_sum, acc_sum / weight_sum)
 
 
 def make_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -219,7 +223,8 @@ class Trainer:
         synchronize(self.device)
         t0 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.task.loss(self.model(batch.inputs, self.readout), batch.targets)
+        loss = masked_call(self.task.loss, self.model(batch.inputs, self.readout), batch.targets,
+                           batch.mask)
         loss.backward()
         grad_norm = clip_gradients(self.params, cfg.clip, cfg.clip_mode)
         loss_value = loss.item()

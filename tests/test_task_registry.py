@@ -28,6 +28,7 @@ from click.testing import CliRunner
 from seqbench.cli import cli
 from seqbench.errors import ConfigError
 from seqbench.tasks import Task, make_task, registry, task_class, task_names
+from seqbench.tasks.base import masked_call
 
 TASKS = [e.name for e in registry().values() if e.target.startswith("seqbench.")]
 VARIANTS = [(e.name, v) for e in registry().values() if e.name in TASKS for v in e.variants]
@@ -85,22 +86,28 @@ def test_every_task_docstring_draws_its_layout(name):
 
 
 # -- the memoryless baseline ---------------------------------------------------------------------
-def memoryless_outputs(task: Task, targets: torch.Tensor) -> torch.Tensor:
+def memoryless_outputs(task: Task, targets: torch.Tensor, mask: torch.Tensor | None = None
+                       ) -> torch.Tensor:
     """The best predictor without memory of the input, fitted to sampled targets (R, B).
 
     It may know the position (a memoryless predictor knows the clock: copy's is blank until the
     delimiter) but nothing of the inputs, so at each readout position it predicts one thing for
     every sequence: the mean target there (regression: the constant of least MSE) or the target
     frequencies there as log-probabilities (classification: the distribution of least
-    cross-entropy). Returns outputs (R, B, output_size) in float64 for ``task.loss``.
+    cross-entropy). Returns outputs (R, B, output_size) in float64 for ``task.loss``. With a
+    batch's ``mask``, fitted to the counted targets of each position only.
     """
     R, B = targets.shape
     if task.kind == "regression":
         return targets.double().mean(1, keepdim=True).unsqueeze(-1).expand(R, B, 1)
-    counts = F.one_hot(targets, task.output_size).double().sum(1, keepdim=True)  # (R, 1, K)
+    one_hot = F.one_hot(targets, task.output_size).double()
+    if mask is not None:
+        one_hot = one_hot * mask.unsqueeze(-1)
+    counts = one_hot.sum(1, keepdim=True)  # (R, 1, K)
+    seen = counts.sum(-1, keepdim=True).clamp(min=1)  # counted sequences at each position
     # a class never seen at a position gets log-probability -200: exp(-200) vanishes against 1 in
     # float64, as log 0 would, without the -inf that cross-entropy would turn into NaN
-    logp = torch.where(counts > 0, (counts / B).log(), torch.full_like(counts, -200.0))
+    logp = torch.where(counts > 0, (counts / seen).log(), torch.full_like(counts, -200.0))
     return logp.expand(R, B, task.output_size)
 
 
@@ -115,11 +122,14 @@ def sampled_baseline(task: Task, seq_len: int, n: int, groups: int = 20):
     """
     batch = task.sample(seq_len, n, torch.Generator().manual_seed(seq_len))
     targets = batch.targets.double() if task.kind == "regression" else batch.targets
-    outputs = memoryless_outputs(task, targets)
-    loss = task.loss(outputs, targets).item()
-    parts = [task.loss(o, t).item() for o, t in zip(outputs.chunk(groups, 1), targets.chunk(groups, 1))]
+    outputs = memoryless_outputs(task, targets, batch.mask)
+    masks = [None] * groups if batch.mask is None else batch.mask.chunk(groups, 1)
+    loss = masked_call(task.loss, outputs, targets, batch.mask).item()
+    parts = [masked_call(task.loss, o, t, m).item()
+             for o, t, m in zip(outputs.chunk(groups, 1), targets.chunk(groups, 1), masks)]
     se = float(np.std(parts, ddof=1)) / math.sqrt(groups)
-    return loss, 5 * se + task.output_size / n, task.accuracy(outputs, targets)
+    return (loss, 5 * se + task.output_size / n,
+            masked_call(task.accuracy, outputs, targets, batch.mask))
 
 
 @pytest.mark.parametrize("name,variant", VARIANTS)

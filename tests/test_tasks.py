@@ -43,6 +43,14 @@ EXPECTED = {
         (17, torch.int64, lambda T: T + 33, lambda T: (T + 17, T + 33), lambda T: T + 17),
     ("selective_copy", "arjovsky"):
         (10, torch.int64, lambda T: T + 21, lambda T: (T + 11, T + 21), lambda T: T + 11),
+    ("variable_copy", "end_aligned"):
+        (10, torch.int64, lambda T: T + 20, lambda T: (T + 10, T + 20), lambda T: T + 10),
+    ("variable_copy", "start_aligned"):
+        (10, torch.int64, lambda T: T + 20, lambda T: (11, T + 20), lambda T: T + 10),
+    ("mqar", "block"): (65, torch.int64, lambda T: T + 24, lambda T: (T + 16, T + 24), lambda T: T + 16),
+    ("mqar", "block16"):
+        (65, torch.int64, lambda T: T + 48, lambda T: (T + 32, T + 48), lambda T: T + 32),
+    ("mqar", "zoology"): (65, torch.int64, lambda T: T + 32, lambda T: (16, T + 32), lambda T: 16),
 }
 
 

@@ -4,7 +4,8 @@
   entry-point group ``seqbench.tasks``, any ``package.module:ClassName``), with names, help and
   variants, without importing torch; ``make_task`` builds one;
 - ``seqbench.tasks.base``: the ``Task`` interface and ``Batch``;
-- ``seqbench.tasks.adding``, ``copy``, ``delayed_recall``, ``temporal_order``, ``selective_copy``:
+- ``seqbench.tasks.adding``, ``copy``, ``delayed_recall``, ``temporal_order``, ``selective_copy``,
+  ``variable_copy``, ``mqar``:
   seqbench's tasks, each docstring drawing its sequence layout.
 
 Importing this package does not import torch: ``Task``, ``Batch`` and the task classes are loaded

@@ -7,8 +7,13 @@ recurrent modules expect by default:
 
     inputs   (S, B, input_size)  float32, S = task.total_steps(T)
     targets  (R, B)              float32 (regression) or int64 (class index), R = len(readout steps)
+    mask     (R, B)              bool, or None: which readout positions count
 
 The model reads out only at ``task.readout_steps(T)``; the loss and accuracy are computed there.
+A task whose answers sit at different steps in different sequences (variable_copy, mqar) reads
+out over every step where one may sit and marks the ones that count in ``Batch.mask``; a
+masked-out position contributes nothing, and means are over the counted positions. ``mask=None``
+(every other task) means every readout position counts, computed exactly as before masks existed.
 ``task.query_step(T)`` is the single step whose loss the gradient probe differentiates, and
 ``task.baseline_loss(T)`` is the analytic loss of the best memoryless predictor.
 """
@@ -25,13 +30,23 @@ from seqbench.errors import ConfigError
 
 @dataclass
 class Batch:
-    """One sampled batch: inputs over all steps, targets at the readout steps."""
+    """One sampled batch: inputs over all steps, targets at the readout steps, and which readout
+    positions count (None: all of them)."""
 
     inputs: torch.Tensor  # (S, B, input_size)
     targets: torch.Tensor  # (R, B)
+    mask: torch.Tensor | None = None  # (R, B) bool
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.inputs.to(device), self.targets.to(device))
+        mask = None if self.mask is None else self.mask.to(device)
+        return Batch(self.inputs.to(device), self.targets.to(device), mask)
+
+
+def masked_call(fn, outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None):
+    """``fn(outputs, targets)`` when every position counts, else ``fn(outputs, targets, mask)``:
+    how callers pass a batch's mask to ``task.loss`` and ``task.accuracy``, so that a task (or a
+    plugin) that never masks keeps its two-argument methods."""
+    return fn(outputs, targets) if mask is None else fn(outputs, targets, mask)
 
 
 class Task:
@@ -86,20 +101,36 @@ class Task:
         raise NotImplementedError
 
     # -- metrics -------------------------------------------------------------------------------
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean loss over the readout steps and the batch. ``outputs``: (R, B, output_size)."""
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean loss over the readout steps and the batch. ``outputs``: (R, B, output_size).
+        With a ``mask`` (R, B), the mean over the counted positions only."""
         if self.kind == "regression":
-            return F.mse_loss(outputs.squeeze(-1), targets)
-        return F.cross_entropy(outputs.reshape(-1, self.output_size), targets.reshape(-1))
+            if mask is None:
+                return F.mse_loss(outputs.squeeze(-1), targets)
+            return F.mse_loss(outputs.squeeze(-1)[mask], targets[mask])
+        if mask is None:
+            return F.cross_entropy(outputs.reshape(-1, self.output_size), targets.reshape(-1))
+        return F.cross_entropy(outputs[mask], targets[mask])
 
-    def query_loss(self, outputs: torch.Tensor, targets: torch.Tensor, seq_len: int) -> torch.Tensor:
+    def query_loss(self, outputs: torch.Tensor, targets: torch.Tensor, seq_len: int,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
         """Loss at the query step only (what the gradient probe differentiates)."""
         r = self.query_step(seq_len) - self.readout_steps(seq_len).start
-        return self.loss(outputs[r : r + 1], targets[r : r + 1])
+        at = slice(r, r + 1)
+        return self.loss(outputs[at], targets[at], None if mask is None else mask[at])
 
     def accuracy(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        """Accuracy on the positions that matter (see each task)."""
+        """Accuracy on the positions that matter (see each task). A task that masks takes a
+        third argument, ``mask``, as ``argmax_accuracy`` does."""
         raise NotImplementedError
+
+    @staticmethod
+    def argmax_accuracy(outputs: torch.Tensor, targets: torch.Tensor,
+                        mask: torch.Tensor | None = None) -> float:
+        """Fraction of the (counted) positions whose argmax output is the target."""
+        hit = outputs.argmax(-1) == targets
+        return (hit if mask is None else hit[mask]).float().mean().item()
 
     def baseline_loss(self, seq_len: int) -> float:
         """Analytic loss of the best predictor that has no memory of the input."""

@@ -47,6 +47,12 @@ BUILTIN_TASKS = (
     TaskEntry("selective_copy", "seqbench.tasks.selective_copy:SelectiveCopyTask",
               "reproduce K data tokens scattered among T noise tokens (Gu & Dao 2023)",
               ("mamba", "arjovsky")),
+    TaskEntry("variable_copy", "seqbench.tasks.variable_copy:VariableCopyTask",
+              "copy 10 symbols after a delay drawn per sequence in 1..T (Henaff 2016; Tallec 2018)",
+              ("end_aligned", "start_aligned")),
+    TaskEntry("mqar", "seqbench.tasks.mqar:MQARTask",
+              "recall the values of N keys queried after T steps (Arora 2023, Zoology)",
+              ("block", "block16", "zoology")),
 )
 
 
