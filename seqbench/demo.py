@@ -74,6 +74,23 @@ class DemoResult:
         return "\n".join(lines)
 
 
+def read_demo(out: str | os.PathLike = "seqbench-demo") -> DemoResult:
+    """The last demo recorded in ``out``: its two runs' rows (the last two of runs.csv), their
+    probes and its figure, as ``run_demo`` returned them."""
+    from seqbench.errors import ConfigError
+    from seqbench.grads import read_grads
+    from seqbench.results import read_rows
+
+    out = Path(out)
+    rows = read_rows(out / "runs.csv")[-2:] if (out / "runs.csv").is_file() else []
+    names = {"lstm": "default LSTM", **{label: f"LSTM, {line}" for label, _, line in FIXES.values()}}
+    if len(rows) != 2 or [r["label"] in names for r in rows] != [True, True]:
+        raise ConfigError(f"{out} holds no seqbench demo (its runs.csv does not end with one)")
+    arms = tuple(DemoArm(names[r["label"]], r, "") for r in rows)
+    grads = read_grads([out / "runs" / r["run_id"] / "grads.csv" for r in rows])
+    return DemoResult(arms, grads, out / "figures" / "demo_decay.png")
+
+
 def demo_configs(fix: str = "forget-bias", seq_len: int = 25, seed: int = 0,
                  threads: int | None = None, steps: int = DEMO_SETTINGS["steps"]
                  ) -> list[tuple[str, RunConfig]]:

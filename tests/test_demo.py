@@ -85,3 +85,26 @@ def test_the_committed_comparison_behind_the_demo_default():
     solved = same.groupby("label")["solved"].agg(["sum", "size"])
     assert tuple(solved.loc["lstm"]) == (0, 5)
     assert tuple(solved.loc[FIXES["forget-bias"][0]]) == (5, 5)
+
+
+def test_the_readme_shows_the_committed_demo():
+    """The README's demo output and training times are those of results/demo (read_demo)."""
+    from seqbench.demo import read_demo
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## The demo\n", 1)[1].split("\n## ", 1)[0]
+    shown = section.split("```\n", 2)[1].split("```", 1)[0].strip()
+    demo = read_demo(ROOT / "results" / "demo")
+    expected = demo.report().replace(str(ROOT / "results" / "demo"), "seqbench-demo")
+    assert shown == expected
+    default, fixed = (float(a.row["wall_s"]) for a in demo.arms)
+    assert f"trained for {default:.1f} s (default LSTM" in section
+    assert f"and {fixed:.1f} s (forget bias" in section
+    assert (ROOT / "results" / "demo" / "figures" / "demo_decay.png").is_file()
+
+
+def test_read_demo_refuses_a_folder_without_one(tmp_path):
+    from seqbench.demo import read_demo
+
+    with pytest.raises(ConfigError, match="holds no seqbench demo"):
+        read_demo(tmp_path)
