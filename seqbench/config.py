@@ -57,6 +57,7 @@ class RunConfig:
     probe_every: int = 0  # gradient-vs-lag probe at step 0, every N steps and at the end; 0 = off
     match_params: int = 0  # > 0: hidden size chosen so the model has about this many parameters
     label: str = ""  # name of the comparison arm a spec gave this run (e.g. "lstm_fb1"); "" = none
+    eval_seq_lens: tuple[int, ...] = ()  # also test the final model at these lags (generalization)
     device: str = "auto"  # auto (cuda when present) | cpu | cuda
     threads: int | None = None  # torch intra-op threads; None = torch's default
 
@@ -83,10 +84,17 @@ class RunConfig:
             (self.probe_every >= 0, f"probe_every must be >= 0 (0 = off), got {self.probe_every}"),
             (self.device in DEVICES, f"unknown device {self.device!r}; allowed: auto, cpu, cuda"),
             (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
+            (isinstance(self.eval_seq_lens, (tuple, list)),
+             f"eval_seq_lens must be a list of lags, got {self.eval_seq_lens!r}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        for length in self.eval_seq_lens:
+            try:
+                task.check_seq_len(length)
+            except ConfigError as e:
+                raise ConfigError(f"eval_seq_lens: {e}") from None
         cell = self.cell.validate()
         if self.match_params:  # the hidden size is derived, so the row's `hidden` says what ran
             cell = replace(cell, hidden=hidden_for_params(task, cell, self.match_params,
@@ -94,7 +102,8 @@ class RunConfig:
         from seqbench.tasks.registry import check_task_name
 
         # the registered spelling (Adding is adding), so that both have one config id
-        return replace(self, task=check_task_name(self.task), variant=task.variant, cell=cell)
+        return replace(self, task=check_task_name(self.task), variant=task.variant, cell=cell,
+                       eval_seq_lens=tuple(sorted(set(self.eval_seq_lens))))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +123,8 @@ class RunConfig:
                     f"unknown cell keys {sorted(set(cell) - cell_known)}; allowed: {sorted(cell_known)}"
                 )
             cell = CellConfig(**cell)
+        if isinstance(d.get("eval_seq_lens"), list):  # JSON has no tuples
+            d["eval_seq_lens"] = tuple(d["eval_seq_lens"])
         return cls(cell=cell, **d)
 
     def columns(self) -> dict:
@@ -123,6 +134,8 @@ class RunConfig:
             value = getattr(self, f.name)
             if f.name == "cell":
                 d.update(value.to_dict())
+            elif f.name == "eval_seq_lens":  # one cell of runs.csv: "200 500"
+                d[f.name] = " ".join(map(str, value))
             elif f.name not in ENVIRONMENT_FIELDS:
                 d[COLUMN_NAMES.get(f.name, f.name)] = value
         return d
@@ -137,5 +150,7 @@ class RunConfig:
     def config_id(self) -> str:
         """A stable hash of everything that determines the result (not device or threads)."""
         d = {k: v for k, v in self.validate().to_dict().items() if k not in ENVIRONMENT_FIELDS}
+        if not d["eval_seq_lens"]:  # added later: runs without it keep the ids they were given
+            del d["eval_seq_lens"]
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

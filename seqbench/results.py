@@ -41,6 +41,7 @@ RUN_COLUMNS = [
     "match_params",  # > 0: hidden was chosen for about this many parameters
     "optimizer", "lr", "clip", "clip_mode", "batch_size", "step_budget", "eval_every", "eval_size",
     "test_size", "until_solved", "seed", "probe_every",
+    "eval_seq_lens",  # the lags the final model was also tested at (runs/<run_id>/lengths.csv)
     # final_loss, loss_ratio, accuracy, solved: the TEST set, on the final model (reported);
     # solved_step: first evaluation where the validation set met the criterion (when solved)
     "status", "steps_taken", "final_loss", "baseline_loss", "loss_ratio", "accuracy",

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from seqbench import lengths
 from seqbench.choices import DEFAULT_OUT
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
@@ -311,6 +312,9 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
             if events:
                 events.close()
     row = {**_row(trainer, result, run_dir, started_at, baseline, device), "threads": share.used}
+    # the other lags first: a run recorded in runs.csv has all of its rows
+    lengths.write_rows(run_dir, lengths.length_rows(cfg, task, run_dir.name, row["config_id"],
+                                                    result))
     _record(out / "runs.csv", row, run_dir)
     summary = summary_line(cfg, result, baseline)
     if result.status == "interrupted":

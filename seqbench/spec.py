@@ -100,11 +100,21 @@ def _options(hint) -> list:
     return [hint]
 
 
+def is_list_key(hint) -> bool:
+    """Whether a key's one value is itself a list (``eval_seq_lens = [200, 500]``): in [settings]
+    and --set a list, in [grid] a list of lists."""
+    return any(typing.get_origin(t) is tuple for t in _options(hint))
+
+
 def _coerce(value, hint):
     """``value`` converted to ``hint``, or raise ValueError with what is expected."""
     options = _options(hint)
     for t in options:
-        if typing.get_origin(t) is typing.Literal:
+        if typing.get_origin(t) is tuple:  # tuple[int, ...]: a TOML list of integers
+            if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                               for v in value):
+                return tuple(value)
+        elif typing.get_origin(t) is typing.Literal:
             if value in typing.get_args(t):
                 return value
         elif t is bool:
@@ -125,6 +135,8 @@ def _coerce(value, hint):
     for t in options:
         if typing.get_origin(t) is typing.Literal:
             words.append(" or ".join(repr(a) for a in typing.get_args(t)))
+        elif typing.get_origin(t) is tuple:
+            words.append("a list of integers")
         else:
             words.append(_TYPE_WORDS.get(t, getattr(t, "__name__", str(t))))
     raise ValueError(f"must be {' or '.join(words)}, got {value!r}")
@@ -177,7 +189,8 @@ def parse_overrides(pairs, where: str = "--set") -> dict:
             value = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             value = text.strip()  # a bare word: a name (cell=gru, nonlinearity=relu)
-        if isinstance(value, (list, dict)):
+        if isinstance(value, dict) or (isinstance(value, list)
+                                       and not (key in allowed and is_list_key(allowed[key]))):
             raise ConfigError(f"{where} {key} must be a single value, got {text!r}")
         if key == SEEDS_KEY:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -307,7 +320,8 @@ def _check_table(path: Path, where: str, table, kind: str) -> dict:
         if key not in allowed:
             raise ConfigError(f"{path}: {where}.{key}: unknown key" + _suggest(key, allowed))
         if kind == "settings":
-            if isinstance(value, (list, dict)):
+            if isinstance(value, dict) or (isinstance(value, list)
+                                           and not is_list_key(allowed[key])):
                 raise ConfigError(f"{path}: {where}.{key} must be a single value, got {value!r} "
                                   "(put lists of values in [grid])")
             out[key] = _checked(path, f"{where}.{key}", value, allowed[key], key)
@@ -326,7 +340,7 @@ def _check_table(path: Path, where: str, table, kind: str) -> dict:
 
 
 def _checked(path: Path, where: str, value, hint, key: str = ""):
-    if isinstance(value, (list, dict)):
+    if isinstance(value, dict) or (isinstance(value, list) and not is_list_key(hint)):
         raise ConfigError(f"{path}: {where} must be a single value, got {value!r}")
     try:
         value = _coerce(value, hint)

@@ -62,6 +62,7 @@ class TrainResult:
     val: EvalResult | None = None  # the validation set, on the final model
     val_solved: bool = False  # the validation set met the criterion at some evaluation
     still_improving: bool = False  # unsolved, and the validation loss was still falling at the end
+    lengths: dict[int, EvalResult] = field(default_factory=dict)  # eval_seq_lens: lag -> test set
 
     @property
     def throughput(self) -> float:
@@ -194,6 +195,16 @@ class Trainer:
                                                 seeding.generator(cfg.seed, "test")).to(self.device)
         return evaluate(self.model, self.task, self._test_batch, self.cfg.seq_len)
 
+    def test_at(self, seq_len: int) -> EvalResult:
+        """The model as it is now on a test set of ``test_size`` sequences at another lag (length
+        generalization): its own stream per lag ("test-T<lag>"); at the run's own lag, the test
+        set itself."""
+        if seq_len == self.cfg.seq_len:
+            return self.test()
+        batch = self.task.sample(seq_len, self.cfg.test_size,
+                                 seeding.generator(self.cfg.seed, f"test-T{seq_len}"))
+        return evaluate(self.model, self.task, batch.to(self.device), seq_len)
+
     # -- the loop ---------------------------------------------------------------------------------
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self._t_start
@@ -295,6 +306,9 @@ class Trainer:
             if probe:  # the final step is never probed inside the loop
                 probe(self.step, self.model)
             test = self.test()
+        # a diverged model has nothing to test; an interrupted one is tested when it finishes
+        lengths = ({length: self.test_at(length) for length in cfg.eval_seq_lens}
+                   if status == "ok" else {})
         val_solved = self.solved_step is not None and status != "diverged"
         solved = val_solved and self.task.solved(test.loss, test.accuracy)
         return TrainResult(
@@ -311,6 +325,7 @@ class Trainer:
             curve=list(self.curve),
             sequences_seen=self.step * cfg.batch_size,
             model=self.model,
+            lengths=lengths,
         )
 
     def _emit(self, on_eval) -> None:

@@ -38,6 +38,9 @@ from seqbench.cli.options import Choice, cell_options, device_options, task_opti
 @click.option("--probe-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Gradient-vs-lag probe at step 0, every N steps and at the end, into the "
                    "run folder's grads.csv; 0 = off. Does not change the run.")
+@click.option("--eval-seq-len", "eval_seq_lens", type=click.IntRange(min=1), multiple=True,
+              help="Also test the final model at this lag (length generalization; repeatable): "
+                   "rows in the run folder's lengths.csv.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @device_options
 @click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
@@ -56,7 +59,8 @@ from seqbench.cli.options import Choice, cell_options, device_options, task_opti
 @config_errors
 def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, init_gain,
         forget_bias, chrono, norm, residual, optimizer, lr, clip, clip_mode, batch_size, steps,
-        eval_every, eval_size, test_size, until_solved, match_params, probe_every, seed, device,
+        eval_every, eval_size, test_size, until_solved, match_params, probe_every, eval_seq_lens,
+        seed, device,
         threads, out, checkpoint_every, resume_dir, tensorboard, quiet):
     """Train one model on one task and append its result to OUT/runs.csv.
 
@@ -103,7 +107,8 @@ def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, i
                     clip_mode=clip_mode, batch_size=batch_size, steps=steps,
                     eval_every=eval_every, eval_size=eval_size, test_size=test_size,
                     until_solved=until_solved, match_params=match_params,
-                    probe_every=probe_every, seed=seed, device=device, threads=threads).validate()
+                    probe_every=probe_every, eval_seq_lens=eval_seq_lens, seed=seed,
+                    device=device, threads=threads).validate()
     resolve_device(cfg.device)  # fail before anything is written
     try:
         _, summary = execute_run(cfg, out=out, quiet=quiet, checkpoint_every=checkpoint_every,
