@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seqbench.choices import INITS, NORMS
+from seqbench.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,19 @@ def task_rows(seq_len: int = 100) -> list[dict]:
             row = {"task": entry.name, "variant": variant,
                    "default": variant == type(task).variants[0], "kind": task.kind,
                    "seq_len": seq_len}
-            if seq_len >= task.min_seq_len():
+            try:
+                task.check_seq_len(seq_len)
+            except ConfigError:
+                row.update(total_steps=None, baseline_loss=None, lags=(
+                    f"T >= {task.min_seq_len()}" if seq_len < task.min_seq_len() else "other T"))
+            else:
                 lag_min, lag_max = task.lag_range(seq_len)
                 row.update(total_steps=task.total_steps(seq_len), lags=(
-                    str(lag_max) if lag_min == lag_max else f"{lag_min}-{lag_max}"),
-                    baseline_loss=task.baseline_loss(seq_len))
-            else:
-                row.update(total_steps=None, lags=f"T >= {task.min_seq_len()}", baseline_loss=None)
+                    str(lag_max) if lag_min == lag_max else f"{lag_min}-{lag_max}"))
+                try:  # a task backed by a dataset needs its files for its baseline
+                    row["baseline_loss"] = task.baseline_loss(seq_len)
+                except ConfigError:
+                    row["baseline_loss"] = None
             row["summary"] = entry.summary
             rows.append(row)
     return rows

@@ -26,7 +26,7 @@ from seqbench import seeding
 from seqbench.config import RunConfig
 from seqbench.model import SequenceModel, build_model
 from seqbench.tasks import Batch, Task, make_task
-from seqbench.tasks.base import masked_call
+from seqbench.tasks.base import masked_call, sample_split
 
 
 @dataclass
@@ -149,8 +149,8 @@ class Trainer:
         self.params = list(self.model.parameters())
         self.optimizer = make_optimizer(cfg.optimizer, self.params, cfg.lr)
         self.train_gen = seeding.generator(cfg.seed, "train")
-        self.eval_batch = self.task.sample(T, cfg.eval_size,
-                                           seeding.generator(cfg.seed, "eval")).to(device)
+        self.eval_batch = sample_split(self.task, T, cfg.eval_size,
+                                       seeding.generator(cfg.seed, "eval"), "validation").to(device)
         self._test_batch: Batch | None = None  # sampled when first needed (the end of the run)
         self.step = 0
         self.curve: list[CurvePoint] = []
@@ -191,8 +191,9 @@ class Trainer:
         """Loss and accuracy of the model as it is now on the test set (the "test" stream)."""
         if self._test_batch is None:
             cfg = self.cfg
-            self._test_batch = self.task.sample(cfg.seq_len, cfg.test_size,
-                                                seeding.generator(cfg.seed, "test")).to(self.device)
+            self._test_batch = sample_split(self.task, cfg.seq_len, cfg.test_size,
+                                            seeding.generator(cfg.seed, "test"), "test"
+                                            ).to(self.device)
         return evaluate(self.model, self.task, self._test_batch, self.cfg.seq_len)
 
     def test_at(self, seq_len: int) -> EvalResult:
@@ -201,8 +202,8 @@ class Trainer:
         set itself."""
         if seq_len == self.cfg.seq_len:
             return self.test()
-        batch = self.task.sample(seq_len, self.cfg.test_size,
-                                 seeding.generator(self.cfg.seed, f"test-T{seq_len}"))
+        batch = sample_split(self.task, seq_len, self.cfg.test_size,
+                             seeding.generator(self.cfg.seed, f"test-T{seq_len}"), "test")
         return evaluate(self.model, self.task, batch.to(self.device), seq_len)
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -230,7 +231,8 @@ class Trainer:
     def train_step(self) -> float:
         """One optimizer step; returns the training loss (NaN or inf: the step was not taken)."""
         cfg = self.cfg
-        batch = self.task.sample(cfg.seq_len, cfg.batch_size, self.train_gen).to(self.device)
+        batch = sample_split(self.task, cfg.seq_len, cfg.batch_size, self.train_gen,
+                             "train").to(self.device)
         synchronize(self.device)
         t0 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
@@ -306,6 +308,11 @@ class Trainer:
             if probe:  # the final step is never probed inside the loop
                 probe(self.step, self.model)
             test = self.test()
+            if not (math.isfinite(test.loss) and math.isfinite(last.loss)):
+                # finite training losses, yet the final model's test or validation loss is inf or
+                # NaN (weights blown up on the last step): that is a diverged run, never "ok"
+                status = "diverged"
+                last = test = nan
         # a diverged model has nothing to test; an interrupted one is tested when it finishes
         lengths = ({length: self.test_at(length) for length in cfg.eval_seq_lens}
                    if status == "ok" else {})

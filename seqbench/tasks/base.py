@@ -49,6 +49,20 @@ def masked_call(fn, outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Te
     return fn(outputs, targets) if mask is None else fn(outputs, targets, mask)
 
 
+#: the data splits a run draws from: training batches, the validation set, the test set
+SPLITS = ("train", "validation", "test")
+
+
+def sample_split(task, seq_len: int, batch_size: int, generator: torch.Generator,
+                 split: str) -> Batch:
+    """A batch of ``split``. A synthetic task draws every split from one distribution (the
+    splits' separate seed streams keep them apart); a task backed by a dataset (``held_out`` set)
+    draws each split from its own examples, so ``sample`` is given the split."""
+    if getattr(task, "held_out", False):
+        return task.sample(seq_len, batch_size, generator, split=split)
+    return task.sample(seq_len, batch_size, generator)
+
+
 class Task:
     """Base class: a sequence task with a loss, an accuracy, a baseline and variants."""
 

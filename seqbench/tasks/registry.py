@@ -53,6 +53,9 @@ BUILTIN_TASKS = (
     TaskEntry("mqar", "seqbench.tasks.mqar:MQARTask",
               "recall the values of N keys queried after T steps (Arora 2023, Zoology)",
               ("block", "block16", "zoology")),
+    TaskEntry("mnist", "seqbench.tasks.mnist:PixelMNISTTask",
+              "classify MNIST digits read one pixel per step, T = 784 (Le 2015; needs the data)",
+              ("sequential", "permuted")),
 )
 
 
