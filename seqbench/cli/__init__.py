@@ -163,3 +163,4 @@ from seqbench.cli import demo  # noqa: E402, F401
 from seqbench.cli import listing  # noqa: E402, F401
 from seqbench.cli import compare  # noqa: E402, F401
 from seqbench.cli import report  # noqa: E402, F401
+from seqbench.cli import predict  # noqa: E402, F401
