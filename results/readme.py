@@ -266,6 +266,7 @@ def fixes() -> str:
                            f"vs `{REFERENCE_ARM}`: solve-rate difference, Holm p"], rows))
         out.append(_fixes_findings(task, part, against[against["task"] == task], init))
     out.append(_family_tests(path))
+    out.append(_init_predicts(path))
     out.append("\n" + _split_effects(runs, "finished runs (every learning rate)"))
     out.append(_lr_choices(board))
     return "\n".join(out)
@@ -334,6 +335,34 @@ def _fixes_findings(task: str, part: pd.DataFrame, against: pd.DataFrame, init: 
              f"{_names(sorted(set(against['arm']) - set(better['arm']) - set(worse['arm'])))}."]
     lines.append(_decay_vs_solve(task, part, init))
     return "\n".join(lines) + "\n"
+
+
+def _init_predicts(path: Path) -> str:
+    """Does the gradient at initialization predict which runs solve? (seqbench predict)"""
+    from seqbench.predict import predict
+
+    table, _, _ = predict(path, select=["lr"], by_task=True, resample="config")
+    rows = [[t.replace("_", " "), f"`{m}`", f"{int(n)} ({int(k)})",
+             f"{auc:.2f} [{lo:.2f}, {hi:.2f}]", f"{rho:+.2f} (p = {p:.2g})"]
+            for t, m, n, k, auc, lo, hi, rho, p in table[
+                ["task", "measure", "n", "n_solved", "auc", "auc_lo", "auc_hi", "spearman_rho",
+                 "spearman_p"]].itertuples(index=False)]
+    auc = table.set_index(["task", "measure"])["auc"]
+    return ("\n### Does the gradient at initialization predict success?\n\n"
+            "`seqbench predict results/fixes/runs.csv --select lr --by task --resample config`: "
+            "for every run at its arm's selected rate, a measure of its step-0 gradient probe "
+            "against whether it solved. ROC AUC = the probability that a solved run has the "
+            "higher value (0.5: no information; below 0.5: lower values solve), with a 95% "
+            "bootstrap interval resampling whole configurations (the seeds of one arm share "
+            "their initialization, so this is an association across arms); Spearman's rho "
+            "with the time to solve (unsolved runs last).\n\n"
+            + _table(["task", "measure", "runs (solved)", "AUC [95% interval]",
+                      "Spearman rho with time to solve"], rows)
+            + f"\nThe decay factor at initialization separates the runs that solve delayed "
+            f"recall (AUC {auc[('delayed_recall', 'decay_factor')]:.2f}) but not those that "
+            f"solve adding (AUC {auc[('adding', 'decay_factor')]:.2f}): a decay near 1 at "
+            "initialization is not the same as solving; on delayed recall it mostly tells the "
+            "gated cells with opened gates from their defaults.\n")
 
 
 def _decay_vs_solve(task: str, part: pd.DataFrame, init: dict, level: float = 0.85) -> str:
