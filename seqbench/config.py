@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -33,6 +34,14 @@ def config_column_names() -> list[str]:
         elif f.name not in ENVIRONMENT_FIELDS:
             names.append(COLUMN_NAMES.get(f.name, f.name))
     return names
+
+
+def _finite(value) -> bool:
+    """A real number that is not inf or NaN (a non-finite option is bad input, not a run)."""
+    try:
+        return math.isfinite(value)
+    except TypeError:
+        return True  # not a number at all: the comparisons below say so
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,9 @@ class RunConfig:
         checks = [
             (self.optimizer in OPTIMIZERS,
              f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}"),
+            (_finite(self.lr), f"lr must be a finite number, got {self.lr}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (_finite(self.clip), f"clip must be a finite number (0 = off), got {self.clip}"),
             (self.clip >= 0, f"clip must be >= 0 (0 = off), got {self.clip}"),
             (self.clip_mode in CLIP_MODES, f"unknown clip_mode {self.clip_mode!r}; allowed: norm, value"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),

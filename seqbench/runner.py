@@ -6,13 +6,21 @@ Layout of ``out`` (default ``results/``)::
     results/runs/<run_id>/config.json
     results/runs/<run_id>/curve.csv  step, train_loss, eval_loss, accuracy, grad_norm, elapsed_s
     results/runs/<run_id>/grads.csv  gradient norm against lag (with probe_every > 0)
-    results/runs/<run_id>/checkpoint.pt  model, optimizer, RNG and curve (with checkpoint_every)
+    results/runs/<run_id>/checkpoint.pt  model, optimizer, RNG and curve (with checkpoint_every),
+                                         after a header line with the SHA-256 of those bytes
+
+A finished run folder holds only these files: temporary files of killed or failed writes, and the
+lock files of its own CSVs, are removed when the run ends. ``resume_run`` refuses a config.json
+that no longer gives the run's config_id (hand-edited) and a checkpoint whose checksum does not
+match.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
+import io
 import json
 import os
 import pickle
@@ -20,6 +28,9 @@ import re
 import signal
 import threading
 import time
+import types
+import typing
+import warnings
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +38,7 @@ from pathlib import Path
 import torch
 
 from seqbench import lengths
+from seqbench.cells import CellConfig
 from seqbench.choices import DEFAULT_OUT
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
@@ -34,7 +46,7 @@ from seqbench.grads import GRADS_COLUMNS, ProbeSetup, TrainingProbe
 from seqbench.model import count_parameters
 from seqbench.progress import ProgressLine, format_duration
 from seqbench.provenance import environment, kernel, resolve_device
-from seqbench.results import RUN_COLUMNS, append_rows, check_appendable, read_rows
+from seqbench.results import RUN_COLUMNS, _format, append_rows, check_appendable, read_rows
 from seqbench.tasks import make_task
 from seqbench.tensorboard import TensorBoardLog, require_tensorboard
 from seqbench.threads import ThreadShare
@@ -60,8 +72,25 @@ def _new_run_dir(root: Path, cfg: RunConfig) -> Path:
 
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # there only when writing or renaming failed
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """Remove the temporary files a killed or failed write left in a run folder (``config.tmp``,
+    ``row.tmp``, ``.checkpoint.<pid>.tmp``, ``.curve.csv.tmp``, ``.grads.csv.tmp``): each was
+    to be renamed over its file, and the file it was for is complete without it. Also the lock
+    files of the folder's own CSVs (``.grads.csv.lock``, ``.lengths.csv.lock``): only the run's
+    one process appends to them, and it has finished writing them when this is called."""
+    names = ["config.tmp", Path(KEPT_ROW).with_suffix(".tmp").name, ".curve.csv.tmp",
+             ".grads.csv.tmp", ".grads.csv.lock", ".lengths.csv.lock"]
+    for path in [*(run_dir / n for n in names), *run_dir.glob(".checkpoint.*.tmp")]:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            path.unlink()
 
 
 def summary_line(cfg: RunConfig, result: TrainResult, baseline: float) -> str:
@@ -132,23 +161,82 @@ def _stop_on_signals(enabled: bool):
             signal.signal(sig, old)
 
 
+#: the first line of a checkpoint file, before torch's bytes: the SHA-256 of those bytes
+CHECKPOINT_MAGIC = b"seqbench-checkpoint 1 sha256 "
+_HEADER_LEN = len(CHECKPOINT_MAGIC) + 64 + 1  # the magic, 64 hex digits, a newline
+#: what Trainer.state_dict holds: a file without these keys is not a checkpoint
+CHECKPOINT_KEYS = ("model", "optimizer", "train_generator", "step", "curve", "solved_step",
+                   "train_seconds", "elapsed_s", "sums")
+
+
 def save_checkpoint(run_dir: Path, state: dict) -> None:
-    """Write ``checkpoint.pt`` atomically: a temporary file, fsync, then rename."""
+    """Write ``checkpoint.pt`` atomically: a temporary file, fsync, then rename.
+
+    The file is one header line, ``seqbench-checkpoint 1 sha256 <hex>``, then the bytes of
+    ``torch.save(state)``, whose SHA-256 the header holds: ``load_checkpoint`` refuses a file
+    whose bytes changed (one flipped bit, a truncated copy). The checksum travels in the same
+    file, so the one rename replaces both together."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    body = buf.getvalue()
+    header = CHECKPOINT_MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n"
     tmp = run_dir / f".checkpoint.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, run_dir / CHECKPOINT)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(header)
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, run_dir / CHECKPOINT)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # there only when writing or renaming failed (disk full)
 
 
 def load_checkpoint(run_dir: Path) -> dict:
-    """Load ``checkpoint.pt`` with ``weights_only=True``: a checkpoint file cannot run code."""
+    """Load ``checkpoint.pt`` (checksum verified, then ``torch.load`` with ``weights_only=True``:
+    a checkpoint file cannot run code). A checkpoint written before checksums were stored is
+    loaded with a warning."""
+    state, verified = _read_checkpoint(Path(run_dir))
+    if not verified:
+        _warn_unverified(Path(run_dir) / CHECKPOINT)
+    return state
+
+
+def _warn_unverified(path: Path) -> None:
+    warnings.warn(f"{path} has no checksum (written by a seqbench before checksums were "
+                  "stored): its bytes cannot be verified, loading it as it is", stacklevel=3)
+
+
+def _read_checkpoint(run_dir: Path) -> tuple[dict, bool]:
+    """The checkpoint's state and whether its checksum was verified (False: an older checkpoint
+    without one). Any damaged, foreign or unsafe file is a one-line ConfigError naming it."""
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"no checkpoint in {run_dir} (run with --checkpoint-every N to make one)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    verified = data.startswith(CHECKPOINT_MAGIC)
+    if verified:
+        stored = data[len(CHECKPOINT_MAGIC):_HEADER_LEN - 1].decode("ascii", "replace")
+        body = data[_HEADER_LEN:]
+        if len(data) < _HEADER_LEN or data[_HEADER_LEN - 1:_HEADER_LEN] != b"\n":
+            raise ConfigError(f"cannot load {path}: damaged checkpoint (its header is cut or "
+                              "changed)")
+        if hashlib.sha256(body).hexdigest() != stored:
+            raise ConfigError(f"cannot load {path}: damaged checkpoint (its SHA-256 does not "
+                              "match the one stored with it: truncated or changed since it was "
+                              "written); refusing to resume from it")
+    elif data.startswith(CHECKPOINT_MAGIC[:8]):
+        raise ConfigError(f"cannot load {path}: damaged checkpoint (its header is changed)")
+    else:
+        body = data  # an older checkpoint: torch's bytes alone
+    if not body:
+        raise ConfigError(f"cannot load {path}: the file is empty (damaged, not a checkpoint)")
+    try:
+        state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL (\S+)", str(e))
         if found:  # an object that would run code when loaded (torch names its global)
@@ -156,12 +244,17 @@ def load_checkpoint(run_dir: Path) -> dict:
                               "tensors and plain values (checkpoints load with weights_only=True)"
                               ) from None
         raise ConfigError(f"cannot load {path}: not a seqbench checkpoint") from None
-    except (RuntimeError, EOFError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except Exception as e:  # noqa: BLE001  torch raises anything on foreign bytes (KeyError...)
+        text = " ".join(str(e).split())
+        first = f"{type(e).__name__}: {text}" if text else type(e).__name__
         raise ConfigError(f"cannot load {path}: damaged or not a checkpoint ({first[:100]})") from None
     if not isinstance(state, dict):
-        raise ConfigError(f"cannot load {path}: not a seqbench checkpoint")
-    return state
+        raise ConfigError(f"cannot load {path}: not a seqbench checkpoint (it holds a "
+                          f"{type(state).__name__}, not a training state)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise ConfigError(f"cannot load {path}: not a seqbench checkpoint (no {missing[0]!r})")
+    return state, verified
 
 
 def execute_run(cfg: RunConfig, out: str | os.PathLike = DEFAULT_OUT, quiet: bool = False,
@@ -211,6 +304,12 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
         saved = json.loads(config_path.read_text(encoding="utf-8"))
         meta = {k: saved.pop(k) for k in ("run_id", "config_id", "started_at", "checkpoint_every")
                 if k in saved}
+        problem = _type_problem(saved, RunConfig)
+        if problem is None and not _is_int(meta.get("checkpoint_every", 0)):
+            problem = f"checkpoint_every is {meta['checkpoint_every']!r}, not an integer"
+        if problem:
+            raise ConfigError(f"{problem}; the file was edited since the run started, refusing "
+                              "to resume")
         overrides = {k: v for k, v in {"device": device, "threads": threads}.items()
                      if v is not None}
         cfg = RunConfig.from_dict({**saved, **overrides}).validate()
@@ -221,6 +320,7 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
         raise ConfigError(f"{config_path} is not a seqbench run config "
                           f"({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
     out = run_dir.parent.parent
+    _check_config_id(cfg, meta.get("config_id"), config_path, out / "runs.csv")
     check_appendable(out / "runs.csv", RUN_COLUMNS)
     runs_csv = out / "runs.csv"
     if runs_csv.is_file():
@@ -232,13 +332,15 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
     recorded = _record_kept_row(run_dir, runs_csv)
     if recorded is not None:
         return recorded
-    state = load_checkpoint(run_dir)
+    state, verified = _read_checkpoint(run_dir)
     trainer = Trainer(cfg, resolve_device(cfg.device))
     try:
         trainer.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
         raise ConfigError(f"{run_dir / CHECKPOINT} does not fit the run's config.json "
                           f"({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
+    if not verified:  # warned once it is known to be used (a refusal is one line alone)
+        _warn_unverified(run_dir / CHECKPOINT)
     step = trainer.step
     _rewrite_csv(run_dir / "curve.csv", CURVE_COLUMNS, [asdict(p) for p in trainer.curve])
     grads_path = run_dir / "grads.csv"
@@ -249,13 +351,118 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
                   checkpoint_every, handle_signals, tensorboard)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _has_type(value, hint) -> bool:
+    """Whether a JSON value is of a RunConfig/CellConfig field's declared type (an int where a
+    float is declared is one; 300.5 or true where an int is declared is not)."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) \
+        else (hint,)
+    for t in args:
+        if t is type(None) and value is None:
+            return True
+        if typing.get_origin(t) is tuple:
+            if isinstance(value, (list, tuple)) and all(_is_int(v) for v in value):
+                return True
+        elif t is bool and isinstance(value, bool):
+            return True
+        elif t is int and _is_int(value):
+            return True
+        elif t is float and (_is_int(value) or isinstance(value, float)):
+            return True
+        elif t is str and isinstance(value, str):
+            return True
+    return False
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               type(None): "null"}
+
+
+def _type_problem(d: dict, cls, prefix: str = "") -> str | None:
+    """The first field of a saved config (``RunConfig.to_dict``) whose value is not of its
+    declared type, in words; None if all are. Unknown keys are left to ``from_dict``."""
+    if not isinstance(d, dict):
+        return f"{prefix.rstrip('.') or 'the config'} is {type(d).__name__}, not a JSON object"
+    for name, hint in typing.get_type_hints(cls).items():
+        if name not in d:
+            continue
+        value = d[name]
+        if hint is CellConfig:
+            problem = _type_problem(value, CellConfig, f"{prefix}{name}.")
+            if problem:
+                return problem
+        elif not _has_type(value, hint):
+            union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+            args = typing.get_args(hint) if union else (hint,)
+            words = " or ".join("a list of integers" if typing.get_origin(t) is tuple
+                                else _TYPE_WORDS.get(t, str(t)) for t in args)
+            return f"{prefix}{name} is {json.dumps(value)}, not {words}"
+    return None
+
+
+#: run folder names (RunConfig.run_name, then -<n> for a second run of one config)
+_RUN_NAME = re.compile(r"^(?P<task>.+)-T(?P<seq_len>\d+)-(?P<cell>[^-]+)-(?P<impl>[^-]+)"
+                       r"-s(?P<seed>\d+)-(?P<id>[0-9a-f]{8})(?:-\d+)?$")
+
+
+def _check_config_id(cfg: RunConfig, stored, config_path: Path, runs_csv: Path) -> None:
+    """Refuse a config.json that no longer gives the run's ``config_id`` (hand-edited since the
+    run started): resuming it would train the checkpoint's weights and optimizer state under
+    other settings and record them under another identity. Names the first field that differs
+    from what the run started with, where the run's runs.csv row or folder name tells."""
+    if not isinstance(stored, str) or not stored:
+        raise ConfigError(f"{config_path} has no config_id to check it against: it was edited "
+                          "since the run started, refusing to resume")
+    now = cfg.config_id()
+    if now == stored:
+        return
+    differs = None
+    given = cfg.columns()
+    if runs_csv.is_file():  # the run's interrupted row holds the settings its id was made from
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged line is reported by the steps after
+            try:
+                rows = [r for r in read_rows(runs_csv) if r.get("config_id") == stored
+                        and r.get("run_id") == config_path.parent.name]
+            except ConfigError:
+                rows = []
+        for row in rows[-1:]:
+            for column, value in given.items():
+                if column in row and row[column] != _format(value):
+                    differs = (column, row[column], _format(value))
+                    break
+    found = _RUN_NAME.match(config_path.parent.name)
+    if differs is None and found:  # the folder's name holds the task, T, cell, impl and seed
+        c = cfg.cell
+        for key, value in (("task", cfg.task), ("seq_len", cfg.seq_len), ("cell", c.cell),
+                           ("impl", c.impl), ("seed", cfg.seed)):
+            text = re.sub(r"[^A-Za-z0-9._-]", "_", str(value))
+            if found.group(key) != text:
+                differs = (key, found.group(key), text)
+                break
+    if differs:
+        what = (f"{differs[0]} is {differs[2] or 'empty'}, but the run started with "
+                f"{differs[1] or 'empty'} (config_id {stored})")
+    else:
+        what = f"its settings give config_id {now}, not the run's {stored}"
+    raise ConfigError(f"{config_path} was edited since the run started: {what}; refusing to "
+                      "resume (restore the file, or start a new run)")
+
+
 def _rewrite_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns, lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, columns, lineterminator="\n", extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # there only when writing or renaming failed
 
 
 def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: bool,
@@ -311,11 +518,15 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
             curve_file.close()
             if events:
                 events.close()
+            _remove_leftovers(run_dir)  # also those of an earlier, killed session of the run
     row = {**_row(trainer, result, run_dir, started_at, baseline, device), "threads": share.used}
     # the other lags first: a run recorded in runs.csv has all of its rows
-    lengths.write_rows(run_dir, lengths.length_rows(cfg, task, run_dir.name, row["config_id"],
-                                                    result))
-    _record(out / "runs.csv", row, run_dir)
+    try:
+        lengths.write_rows(run_dir, lengths.length_rows(cfg, task, run_dir.name,
+                                                        row["config_id"], result))
+        _record(out / "runs.csv", row, run_dir)
+    finally:
+        _remove_leftovers(run_dir)  # and the lock files of grads.csv and lengths.csv
     summary = summary_line(cfg, result, baseline)
     if result.status == "interrupted":
         summary += f"; continue with: seqbench run --resume {run_dir}"

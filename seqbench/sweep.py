@@ -25,7 +25,6 @@ whose loss diverges is recorded as ``diverged`` by the runner. Neither stops the
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import signal
 import tempfile
@@ -41,7 +40,7 @@ from seqbench.choices import DEFAULT_OUT
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
 from seqbench.progress import ProgressLine, format_duration
-from seqbench.results import RUN_COLUMNS, ResultsFileError, append_rows
+from seqbench.results import RUN_COLUMNS, ResultsFileError, _read_header, append_rows, read_rows
 
 EXECUTORS = ("local", "ray")
 #: statuses that ``retry_failed`` runs again (``interrupted``: a run stopped before its end)
@@ -61,29 +60,25 @@ def recorded(out: str | os.PathLike) -> dict[str, str]:
     diverged) wins over failed/interrupted rows of the same config; otherwise the last row does.
 
     Read with the csv module, every value as text: a config id such as ``0123e4567890`` must stay
-    that string (a CSV reader that guesses types would make it a number). Malformed (torn) lines
-    are skipped: their runs are simply run again."""
+    that string (a CSV reader that guesses types would make it a number). The file is read one
+    physical line per row (``seqbench.results.read_rows``, as the leaderboard reads it):
+    malformed (torn, damaged) lines are reported with their line numbers and skipped, their runs
+    are simply run again, and a damaged line (say, a stray quote) never swallows the rows after
+    it."""
     path = Path(out) / "runs.csv"
     if not path.exists() or path.stat().st_size == 0:
         return {}
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader, [])
-            foreign = [c for c in header if c not in RUN_COLUMNS]
-            if foreign or "config_id" not in header or "status" not in header:
-                what = ", ".join(foreign[:4]) or "no config_id/status"
-                raise ResultsFileError(f"{path} has columns that are not seqbench's ({what}...); "
-                                       "refusing to add runs to it, file untouched")
-            i, j = header.index("config_id"), header.index("status")
-            seen: dict[str, str] = {}
-            for row in reader:
-                if len(row) != len(header) or not row[i]:
-                    continue
-                if seen.get(row[i]) not in FINISHED:
-                    seen[row[i]] = row[j]
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ResultsFileError(f"cannot read {path} as a CSV: {e}") from None
+    header = _read_header(path)
+    foreign = [c for c in header if c not in RUN_COLUMNS]
+    if foreign or "config_id" not in header or "status" not in header:
+        what = ", ".join(foreign[:4]) or "no config_id/status"
+        raise ResultsFileError(f"{path} has columns that are not seqbench's ({what}...); "
+                               "refusing to add runs to it, file untouched")
+    seen: dict[str, str] = {}
+    for row in read_rows(path):
+        cid = row["config_id"]
+        if cid and seen.get(cid) not in FINISHED:
+            seen[cid] = row["status"]
     return seen
 
 

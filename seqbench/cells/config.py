@@ -6,6 +6,7 @@ class what it accepts (seqbench.cells.base.Cell), which imports it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 from seqbench.choices import IMPLS, INITS, NORMS
@@ -91,6 +92,10 @@ class CellConfig:
                 "identity recurrent weights for other cells: init 'identity'")
         if not self.init_gain > 0:
             raise ConfigError(f"init_gain must be > 0, got {self.init_gain}")
+        if not math.isfinite(self.init_gain):
+            raise ConfigError(f"init_gain must be a finite number, got {self.init_gain}")
+        if self.forget_bias is not None and not math.isfinite(self.forget_bias):
+            raise ConfigError(f"forget_bias must be a finite number, got {self.forget_bias}")
         if self.forget_bias is not None and "forget" not in cls.gate_bias:
             raise ConfigError(f"forget_bias applies to cells with a forget gate "
                               f"({cells_with(lambda c: 'forget' in c.gate_bias)}), "
