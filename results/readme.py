@@ -484,9 +484,42 @@ def atlas() -> str:
                       f"norm at lag {last.removeprefix('ratio_lag')} / lag 0"], rows) + caveat)
 
 
+def new_tasks() -> str:
+    """The newer tasks against every cell (tasks/new_tasks.toml, quick), as far as recorded."""
+    path = HERE / "new_tasks" / "runs.csv"
+    if not path.exists():
+        return ""
+    board, _ = lb.build(path)
+    out = ["\n## 7. The newer tasks (in progress)\n",
+           "`tasks/new_tasks.toml`, `quick`: temporal order (6a), selective copy (mamba), "
+           "variable-lag copy (end_aligned) and MQAR (block, N = 8) at T = 25, every cell and "
+           "the LSTM/GRU with bias remedies, H = 64, Adam 3e-3 for every arm (one rate: an arm "
+           "that needs another is at a disadvantage), at most 3,000 steps; the sweep accumulates "
+           "seeds over sittings (`seqbench sweep tasks/new_tasks.toml --out results/new_tasks`). "
+           "Solved: test accuracy >= 0.99 on the answer positions. "
+           "[new_tasks_solve_rate.png](figures/new_tasks_solve_rate.png)\n"]
+    for task, part in board.groupby("task", sort=False):
+        part = part.sort_values(["solve_rate", "loss_ratio_mean"], ascending=[False, True],
+                                kind="stable")
+        rows = [[f"`{r['label']}`", str(int(r["n_seeds"])), _rate(r), _ratio(r),
+                 _num(r["km_median_solved_step"], "{:.0f}")] for r in part.to_dict("records")]
+        out.append(f"\n### {task.replace('_', ' ')}, T = 25\n")
+        out.append(_table(["arm", "seeds", "solved [95% Wilson]", "loss / baseline [95% CI]",
+                           "KM median step"], rows))
+        lstm = part[part["label"] == "lstm"]
+        best = part.iloc[0]
+        if len(lstm):
+            out.append(f"Default LSTM: solve rate {_rate(lstm.iloc[0])}; best arm `{best['label']}`"
+                       f": {_rate(best)} ({int(best['n_seeds'])} seed"
+                       + ("s" if best["n_seeds"] != 1 else "")
+                       + ("; fewer than 5 seeds: not yet a claim" if best["n_seeds"] < 5 else "")
+                       + ").\n")
+    return "\n".join(out)
+
+
 def provenance() -> str:
     rows = []
-    for name in ("runs.csv", "fixes/runs.csv", "long/runs.csv"):
+    for name in ("runs.csv", "fixes/runs.csv", "long/runs.csv", "new_tasks/runs.csv"):
         path = HERE / name
         if not path.exists():
             continue
@@ -513,7 +546,7 @@ def regenerating() -> str:
 
 def render() -> str:
     sections = [header(), gradients_at_init(), training_opens_gates(), quick_sweeps(), fixes(),
-                long_lags(), atlas(), provenance(), regenerating()]
+                long_lags(), atlas(), new_tasks(), provenance(), regenerating()]
     return "\n".join(s.rstrip("\n") + "\n" for s in sections if s)
 
 

@@ -51,6 +51,11 @@ seqbench plot solve-rate results/fixes/runs.csv --select lr -o results/figures/f
 seqbench sweep tasks/long.toml --workers 2 --out results/long
 seqbench leaderboard --runs results/long/runs.csv --format markdown
 
+# 5b. The newer tasks against every cell (resumable; about 3 CPU-hours with one worker)
+seqbench sweep tasks/new_tasks.toml --workers 2 --out results/new_tasks
+seqbench leaderboard --runs results/new_tasks/runs.csv --format markdown
+seqbench plot solve-rate results/new_tasks/runs.csv -o results/figures/new_tasks_solve_rate.png
+
 # 6. results/README.md from the CSVs above (tests/test_results_readme.py checks it)
 python results/readme.py
 
