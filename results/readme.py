@@ -428,7 +428,9 @@ def long_lags() -> str:
         users += (f" Its fix, chrono initialization (`lstm_chrono`): {s1} of {n1} seeds solved "
                   f"against {s0} of {n0}, Fisher's exact test p = {p_value:.2g}"
                   + (": not significant at 0.05 with this many seeds, the difference is not yet a "
-                     "claim (it needs 5 seeds of each arm)." if p_value >= 0.05 else "."))
+                     "claim (it needs 5 seeds of each arm)." if p_value >= 0.05 else
+                     ": fewer than 5 seeds of each arm, so not yet a claim." if min(n0, n1) < 5
+                     else "."))
     return ("\n## 5. Long lags (in progress)\n\n"
             "`tasks/long.toml`, the runs recorded so far (the sweep accumulates over sittings: "
             "`seqbench sweep tasks/long.toml --workers 2 --out results/long`); H = 128, "
