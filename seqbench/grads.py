@@ -119,6 +119,9 @@ def measure_at_init(task_name: str, variant: str | None, seq_len: int, cell: Cel
     task = make_task(task_name, variant)
     task.check_seq_len(seq_len)
     cell = cell.validate()
+    from seqbench.memory import check_probe
+
+    check_probe(task_name, variant, seq_len, cell, batch_size)  # before any allocation
     model = build_model(task, cell, seeding.derive_seed(seed, "init"), seq_len).to(device)
     setup = ProbeSetup.create(task, seq_len, cell, seed, batch_size, device, label)
     probe_id = init_probe_id(task, seq_len, cell, seed, batch_size, label)

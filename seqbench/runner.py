@@ -43,6 +43,7 @@ from seqbench.choices import DEFAULT_OUT
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
 from seqbench.grads import GRADS_COLUMNS, ProbeSetup, TrainingProbe
+from seqbench.memory import check_run as check_memory
 from seqbench.model import count_parameters
 from seqbench.progress import ProgressLine, format_duration
 from seqbench.provenance import environment, kernel, resolve_device
@@ -272,6 +273,7 @@ def execute_run(cfg: RunConfig, out: str | os.PathLike = DEFAULT_OUT, quiet: boo
     events into ``<tensorboard>/<run id>`` (seqbench.tensorboard).
     """
     cfg = cfg.validate()
+    check_memory(cfg)  # arithmetic only: a run that cannot fit is refused before any allocation
     if tensorboard is not None:
         require_tensorboard()  # before anything is written
     device = resolve_device(cfg.device)

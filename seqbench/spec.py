@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import sys
 import types
 import typing
@@ -260,6 +261,19 @@ class Spec:
             raise ConfigError(f"{where}{self.path}: nothing to run: [grid] is empty and there are no "
                               "[[arms]]; give at least one grid key with a list of values")
         return settings, grid, arms
+
+    def count(self, profile: str | None = None, overrides: dict | None = None) -> int:
+        """The runs ``expand`` would give at most (before duplicates are dropped), from the grid's
+        list lengths and the arms alone: nothing is built or validated, so a huge grid is counted
+        at once."""
+        settings, grid, arms = self.resolve(profile)
+        overrides = dict(overrides or {})
+        seeds = overrides.pop(SEEDS_KEY, None)
+        if seeds is not None:
+            grid["seed"] = range(seeds)
+        for key in overrides:
+            grid.pop(key, None)
+        return math.prod(len(v) for v in grid.values()) * max(1, len(arms))
 
     def expand(self, profile: str | None = None, overrides: dict | None = None) -> list[RunConfig]:
         """Every run of the spec (with ``profile``), validated, duplicates dropped, in grid order:

@@ -286,6 +286,7 @@ class SweepResult:
     signal: int | None = None  # the signal that interrupted it (SIGINT, SIGTERM)
     workers: int = 0  # local: worker processes started (with per_gpu: those pinned to a GPU)
     outcomes: list[Outcome] = field(default_factory=list)  # of the runs run now (no files)
+    rows_written: int | None = None  # lines runs.csv grew by during the sweep (None: not counted)
 
     @property
     def ran(self) -> int:
@@ -297,6 +298,10 @@ class SweepResult:
         line = (f"{head}: ran {self.ran} run(s)" + (f" ({parts})" if parts else "")
                 + f", skipped {self.skipped} already recorded, {format_duration(self.seconds)}; "
                 f"results in {Path(out) / 'runs.csv'}")
+        extra = (self.rows_written or 0) - self.ran
+        if self.rows_written is not None and extra > 0:  # runs in flight when it stopped
+            line += (f"; {self.rows_written} rows written ({extra} by runs still going when the "
+                     "sweep stopped, not counted above)")
         if self.interrupted:
             line += "; run the same command again to resume"
         return line
@@ -378,6 +383,7 @@ def run_sweep(
     plan = plan_sweep(configs, out, retry_failed=retry_failed)
     todo = [replace(cfg, threads=threads) for cfg in plan.todo]
     result = SweepResult(total=len(configs), skipped=len(plan.done))
+    lines_before = max(_line_count(out / "runs.csv"), 1)  # a new file gets its header too
     t0 = time.perf_counter()
     if todo:
         # Ray first: a cluster that cannot be reached must leave no empty OUT folder behind
@@ -401,7 +407,18 @@ def run_sweep(
             tracker.bar.close()
         result.statuses, result.outcomes = tracker.statuses, tracker.outcomes
     result.seconds = time.perf_counter() - t0
+    if todo:
+        result.rows_written = _line_count(out / "runs.csv") - lines_before
     return result
+
+
+def _line_count(path: Path) -> int:
+    """Lines of a runs.csv (its rows plus the header; 0 when absent): cheap, one read."""
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
 
 
 def check_packing(per_gpu: int, executor: str, workers: int | None,

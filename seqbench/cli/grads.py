@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from seqbench import denormals
+from seqbench import memory as M
 from seqbench.choices import DEFAULT_OUT
 from seqbench.cli import cli, config_errors, options_given
 from seqbench.cli.options import cell_options, device_options, task_options
@@ -13,9 +14,9 @@ from seqbench.cli.options import cell_options, device_options, task_options
 @cli.command()
 @task_options
 @cell_options(multiple=True)
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--seeds", type=click.IntRange(1, M.MAX_SEEDS), default=1, show_default=True,
               help="Measure seeds 0 .. N-1 (the weights runs with those seeds start from).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, M.MAX_BATCH), default=64, show_default=True,
               help="Sequences in the fixed probe batch.")
 @device_options
 @click.option("--out", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/grads.csv",
@@ -52,6 +53,7 @@ def grads(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity,
         measure_spec_at_init,
         summarize,
     )
+    from seqbench.memory import check_probe
     from seqbench.provenance import resolve_device
     from seqbench.results import append_rows, check_appendable
     from seqbench.tasks import make_task
@@ -67,6 +69,8 @@ def grads(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity,
 
         dev = resolve_device(device)
         runs = expand_spec(spec, profile)
+        for run in runs:  # every probe's memory, before the first is measured
+            check_probe(run.task, run.variant, run.seq_len, run.cell, run.batch_size)
         if threads:
             torch.set_num_threads(threads)
         rows = measure_spec_at_init(runs, dev)
@@ -75,6 +79,8 @@ def grads(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity,
         make_task(task, variant).check_seq_len(seq_len)
         configs = cell_grid(cell, impl, hidden, layers, nonlinearity, init, init_gain,
                             forget_bias, chrono, norm, residual)
+        for cfg in configs:  # every probe's memory, before the first is measured
+            check_probe(task, variant, seq_len, cfg.validate(), batch_size)
         dev = resolve_device(device)
         if threads:
             torch.set_num_threads(threads)

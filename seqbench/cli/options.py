@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from seqbench import memory as M
 from seqbench.cells.registry import BUILTIN_CELLS, check_cell_name, registry
 from seqbench.choices import DEVICES, IMPLS, INITS, NONLINEARITIES, NORMS
 from seqbench.errors import ConfigError
@@ -144,7 +145,7 @@ def task_options(fn):
         click.option("--task", cls=RegistryHelpOption, type=TASK, default="adding",
                      show_default=True, help_from=task_help),
         click.option("--variant", cls=RegistryHelpOption, default=None, help_from=variant_help),
-        click.option("--seq-len", "-T", type=click.IntRange(min=1), default=100, show_default=True,
+        click.option("--seq-len", "-T", type=click.IntRange(1, M.MAX_SEQ_LEN), default=100, show_default=True,
                      help="The lag T the task is named by (total sequence steps are recorded too)."),
     ])(fn)
 
@@ -166,9 +167,9 @@ def cell_options(multiple: bool):
             help="builtin: torch.nn module (cuDNN / oneDNN), for "
                  f"{', '.join(e.name for e in BUILTIN_CELLS if e.name in ('rnn', 'lstm', 'gru'))}; "
                  f"hand: seqbench's own code (the only one of the other cells){many}."),
-        click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True,
+        click.option("--hidden", type=click.IntRange(1, M.MAX_HIDDEN), default=128, show_default=True,
                      help="Hidden units per layer."),
-        click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--layers", type=click.IntRange(1, M.MAX_LAYERS), default=1, show_default=True),
         opt("--nonlinearity", type=Choice(NONLINEARITIES), default=None,
             help="Activation of the rnn cell [default: the cell's own, tanh for rnn]; builtin "
                  "allows tanh and relu" + many + "."),
@@ -195,7 +196,7 @@ def device_options(fn):
     return _stack([
         click.option("--device", type=Choice(DEVICES), default="auto", show_default=True,
                      help="auto picks CUDA when present."),
-        click.option("--threads", type=click.IntRange(min=1), default=None,
+        click.option("--threads", type=click.IntRange(1, M.MAX_THREADS), default=None,
                      help="Torch CPU threads [default: torch's choice, one per core; a training "
                           "run next to other seqbench runs takes its share of the cores]. A number "
                           "given here is never changed."),

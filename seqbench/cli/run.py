@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from seqbench import denormals
+from seqbench import memory as M
 from seqbench.choices import CLIP_MODES, DEFAULT_OUT, OPTIMIZERS
 from seqbench.cli import cli, config_errors, options_given
 from seqbench.cli.options import Choice, cell_options, device_options, task_options
@@ -21,31 +22,31 @@ from seqbench.cli.options import Choice, cell_options, device_options, task_opti
               help="Gradient clipping threshold; 0 turns it off.")
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default="norm", show_default=True,
               help="norm: rescale the global gradient norm; value: clamp each entry.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=10_000, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, M.MAX_BATCH), default=64, show_default=True)
+@click.option("--steps", type=click.IntRange(1, M.MAX_STEPS), default=10_000, show_default=True,
               help="Training-step budget.")
-@click.option("--eval-every", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--eval-every", type=click.IntRange(1, M.MAX_STEPS), default=100, show_default=True,
               help="Evaluate on the validation set every N steps.")
-@click.option("--eval-size", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--eval-size", type=click.IntRange(1, M.MAX_SET), default=512, show_default=True,
               help="Validation sequences (stopping and selection).")
-@click.option("--test-size", type=click.IntRange(min=1), default=1024, show_default=True,
+@click.option("--test-size", type=click.IntRange(1, M.MAX_SET), default=1024, show_default=True,
               help="Test sequences, evaluated once at the end: the reported result.")
 @click.option("--until-solved/--no-until-solved", default=True, show_default=True,
               help="Stop at the first evaluation where the validation set is solved.")
-@click.option("--match-params", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--match-params", type=click.IntRange(0, M.MAX_PARAMS), default=0, show_default=True,
               help="Choose the hidden size so the model has about N parameters (replaces "
                    "--hidden); 0 = off.")
-@click.option("--probe-every", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--probe-every", type=click.IntRange(0, M.MAX_STEPS), default=0, show_default=True,
               help="Gradient-vs-lag probe at step 0, every N steps and at the end, into the "
                    "run folder's grads.csv; 0 = off. Does not change the run.")
-@click.option("--eval-seq-len", "eval_seq_lens", type=click.IntRange(min=1), multiple=True,
+@click.option("--eval-seq-len", "eval_seq_lens", type=click.IntRange(1, M.MAX_SEQ_LEN), multiple=True,
               help="Also test the final model at this lag (length generalization; repeatable): "
                    "rows in the run folder's lengths.csv.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, M.MAX_SEED), default=0, show_default=True)
 @device_options
 @click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
               help="Directory for runs.csv and the per-run folders.")
-@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--checkpoint-every", type=click.IntRange(0, M.MAX_STEPS), default=0, show_default=True,
               help="Save model, optimizer and RNG state every N steps (atomically); 0 = only "
                    "when interrupted.")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),

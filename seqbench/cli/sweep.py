@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from seqbench import memory as M
 from seqbench.choices import DEFAULT_OUT, DEVICES
 from seqbench.cli import SeqbenchGroup, cli, config_errors
 from seqbench.cli.options import Choice
@@ -14,9 +15,9 @@ from seqbench.cli.options import Choice
 @click.option("--profile", "-p", default=None,
               help="Named profile of the spec (e.g. quick, full) [default: the spec's "
                    "default_profile].")
-@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+@click.option("--workers", "-j", type=click.IntRange(1, M.MAX_WORKERS), default=None,
               help="Parallel runs [default: 1 for local; all CPUs for a local Ray instance].")
-@click.option("--threads-per-worker", type=click.IntRange(min=1), default=None,
+@click.option("--threads-per-worker", type=click.IntRange(1, M.MAX_THREADS), default=None,
               help="Torch threads per run [default: the spec's threads, else 1].")
 @click.option("--executor", type=Choice(["local", "ray"]), default="local", show_default=True,
               help="local: worker processes on this machine; ray: one Ray task per run.")
@@ -28,7 +29,7 @@ from seqbench.cli.options import Choice
 @click.option("--device", type=Choice(DEVICES), default=None,
               help="Device of every run, overriding the spec's (not part of a run's identity) "
                    "[default: the spec's].")
-@click.option("--per-gpu", type=click.IntRange(min=1), default=None,
+@click.option("--per-gpu", type=click.IntRange(1, M.MAX_WORKERS), default=None,
               help="Local executor on CUDA: pack N runs on each GPU (N x GPUs worker processes, "
                    "each pinned to one GPU); instead of --workers.")
 @click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
@@ -43,15 +44,18 @@ from seqbench.cli.options import Choice
               help="Override a spec setting for every run (repeatable), e.g. --set steps=200; "
                    "seeds=N runs seeds 0..N-1. Runs with changed values get their own config "
                    "ids, so they are not taken for the spec's recorded runs.")
-@click.option("--seq-len", "-T", "seq_lens", type=click.IntRange(min=1), multiple=True,
+@click.option("--seq-len", "-T", "seq_lens", type=click.IntRange(1, M.MAX_SEQ_LEN), multiple=True,
               help="Only the runs with this lag T (repeatable).")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
+@click.option("--limit", type=click.IntRange(1, M.MAX_SET), default=None,
               help="Run at most N of the runs not yet recorded (the first N, in grid order); "
                    "the same command again runs the next N.")
+@click.option("--yes", "-y", is_flag=True,
+              help=f"Go ahead with a grid of more than {M.SWEEP_CONFIRM:,} runs (counted from "
+                   "the grid before it is expanded).")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run summary lines.")
 @config_errors
 def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_per_run, device,
-          per_gpu, out, retry_failed, dry_run, no_estimate, sets, seq_lens, limit, quiet):
+          per_gpu, out, retry_failed, dry_run, no_estimate, sets, seq_lens, limit, yes, quiet):
     """Run every configuration of a benchmark SPEC (tasks/*.toml) not yet in OUT/runs.csv.
 
     Re-running the same command skips the runs already recorded, so an interrupted sweep resumes
@@ -79,7 +83,14 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
         raise ConfigError("--no-estimate applies to --dry-run only")
     gpu_ids = check_packing(per_gpu, executor, workers) if per_gpu else []
     loaded = load_spec(spec)
-    configs = loaded.expand(profile, overrides=parse_overrides(sets))
+    overrides = parse_overrides(sets)
+    count = loaded.count(profile, overrides=overrides)  # before expanding: a huge grid is slow
+    if count > M.SWEEP_CONFIRM:  # said first, before the slow part (a small grid's line below)
+        if not yes:
+            raise ConfigError(f"{spec}: the grid has {count:,} runs (more than "
+                              f"{M.SWEEP_CONFIRM:,}); add --yes to expand and run them")
+        click.echo(f"{spec}: {count:,} runs in the grid; expanding them...", err=True)
+    configs = loaded.expand(profile, overrides=overrides)
     if seq_lens:
         lags = sorted({c.seq_len for c in configs})
         configs = [c for c in configs if c.seq_len in seq_lens]
