@@ -295,8 +295,12 @@ def seqbench(*args):
 
 
 def test_dry_run_into_head_exits_141_quietly(tmp_path):
-    seeds = ", ".join(map(str, range(3000)))  # more lines than a pipe holds
-    spec = spec_file(tmp_path, f"[settings]\ntask = 'adding'\nseq_len = 5\n[grid]\nseed = [{seeds}]\n")
+    # more output than a pipe holds (about 100 KB), below the 1,000 runs that need --yes
+    seeds = ", ".join(map(str, range(500)))
+    arms = "".join(f"[[arms]]\nname = '{'an_arm_with_a_long_name_' * 2}{i}'\ncell = 'lstm'\n"
+                   for i in range(2))
+    spec = spec_file(tmp_path, f"[settings]\ntask = 'adding'\nseq_len = 5\n[grid]\n"
+                               f"seed = [{seeds}]\n{arms}")
     proc = subprocess.Popen(seqbench("sweep", str(spec), "--dry-run", "--no-estimate", "--out",
                                      str(tmp_path / "out")),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -341,7 +345,7 @@ def test_unreachable_ray_cluster_creates_no_out_folder(tmp_path, monkeypatch):
 
 
 def test_steps_zero_is_refused_everywhere(tmp_path):
-    one_line_error(invoke(["run", "--steps", "0", "--seq-len", "5"], tmp_path), "--steps", "x>=1")
+    one_line_error(invoke(["run", "--steps", "0", "--seq-len", "5"], tmp_path), "--steps", "1<=x")
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ConfigError, match=r"^steps must be >= 1, got 0$"):
         RunConfig(steps=0).validate()
