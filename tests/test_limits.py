@@ -166,3 +166,20 @@ def test_summary_names_rows_of_runs_still_going():
     assert "5 rows written (2 by runs still going" in result.summary("o")
     assert "rows written" not in SweepResult(total=3, skipped=0, statuses={"ok": 3},
                                              rows_written=3).summary("o")
+
+
+@pytest.mark.parametrize("args", [
+    ["demo", "-T", "1000000000000"], ["demo", "--threads", "1000000000000"],
+    ["demo", "--seed", "18446744073709551616"], ["bench", "--hidden", "1000000000000"],
+    ["bench", "--repeats", "1000000"], ["bench", "--sweep-runs", "1000000"],
+    ["report", "results", "--jobs", "1000000000000"], ["list", "-T", "1000000000000"],
+])
+def test_the_other_commands_bound_their_integers_too(args, tmp_path):
+    from click.testing import CliRunner
+
+    from seqbench.cli import cli
+
+    result = CliRunner().invoke(cli, [*args])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "is not in the range" in lines[0], result.output

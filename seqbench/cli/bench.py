@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from seqbench import denormals
+from seqbench import memory as M
 from seqbench.choices import DEFAULT_OUT, DEVICES, IMPLS
 from seqbench.cli import BadInput, cli, config_errors
 from seqbench.cli.options import CELL, TASK
@@ -16,16 +17,16 @@ from seqbench.cli.options import CELL, TASK
               help="Cells to time (repeatable): any registered cell or package.module:ClassName.")
 @click.option("--impl", type=click.Choice(IMPLS), multiple=True, default=IMPLS, show_default=True,
               help="Implementations to time (repeatable); the ratio needs builtin.")
-@click.option("--seq-len", "-T", type=click.IntRange(min=1), multiple=True, default=(100, 1000),
+@click.option("--seq-len", "-T", type=click.IntRange(1, M.MAX_SEQ_LEN), multiple=True, default=(100, 1000),
               show_default=True, help="Lags T to time (repeatable); 2T is timed too for the scaling.")
-@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch", type=click.IntRange(1, M.MAX_BATCH), default=64, show_default=True)
+@click.option("--hidden", type=click.IntRange(1, M.MAX_HIDDEN), default=128, show_default=True)
+@click.option("--layers", type=click.IntRange(1, M.MAX_LAYERS), default=1, show_default=True)
 @click.option("--task", type=TASK, default="adding", show_default=True,
               help="Task whose batches are fed.")
-@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--repeats", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Timed rounds per variant (the median is reported).")
-@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--warmup", type=click.IntRange(0, 1000), default=1, show_default=True,
               help="Untimed calls per variant before timing.")
 @click.option("--probe/--no-probe", default=True, show_default=True,
               help="Also time one gradient probe per implementation.")
@@ -36,17 +37,17 @@ from seqbench.cli.options import CELL, TASK
                    "in every group: ratio_to_against, e.g. --against lstm.")
 @click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True,
               help="On CUDA, replay hand's training step from a captured CUDA graph.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=click.IntRange(1, M.MAX_THREADS), default=None,
               help="Torch CPU threads [default: torch's choice].")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="auto picks CUDA when present.")
 @click.option("--out", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/bench.csv",
               show_default=True, help="CSV the rows are appended to.")
-@click.option("--sweep-runs", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--sweep-runs", type=click.IntRange(0, M.SWEEP_CONFIRM), default=0, show_default=True,
               help="Instead of the step timings: time N small runs through `seqbench sweep`'s "
                    "local executor as 2 workers x 1 thread and as 1 worker x 2 threads (task, "
                    "cells, impls, shortest T, batch, hidden from the other options).")
-@click.option("--sweep-steps", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--sweep-steps", type=click.IntRange(1, M.MAX_STEPS), default=100, show_default=True,
               help="Training steps per run of --sweep-runs.")
 @click.option("--sweep-out", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/bench_sweep.csv",
               show_default=True, help="CSV the --sweep-runs rows are appended to.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from seqbench import memory as M
 from seqbench.cli import cli, config_errors
 
 
@@ -12,12 +13,12 @@ from seqbench.cli import cli, config_errors
               show_default=True,
               help="The remedy set against the default LSTM: forget-gate bias 3 (Gers et al. "
                    "2000) or chrono initialization (Tallec & Ollivier 2018).")
-@click.option("--seq-len", "-T", type=click.IntRange(min=1), default=25, show_default=True,
+@click.option("--seq-len", "-T", type=click.IntRange(1, M.MAX_SEQ_LEN), default=25, show_default=True,
               help="The lag of delayed recall.")
-@click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True,
+@click.option("--steps", type=click.IntRange(1, M.MAX_STEPS), default=3000, show_default=True,
               help="Training-step budget of each run.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--seed", type=click.IntRange(0, M.MAX_SEED), default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(1, M.MAX_THREADS), default=None,
               help="Torch CPU threads [default: torch's choice].")
 @click.option("--out", type=click.Path(file_okay=False), default="seqbench-demo",
               show_default=True, help="Directory for runs.csv, the run folders and the figure.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from seqbench import memory as M
 from seqbench.cli import cli, config_errors
 
 SECTIONS = ("tasks", "cells", "remedies")
@@ -39,7 +40,7 @@ def _table(rows: list[dict], fmt: str) -> str:
 
 @cli.command("list")
 @click.argument("what", type=click.Choice(("all",) + SECTIONS), default="all")
-@click.option("--seq-len", "-T", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--seq-len", "-T", type=click.IntRange(1, M.MAX_SEQ_LEN), default=100, show_default=True,
               help="The lag at which the tasks' lags and memoryless baselines are given.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table",
               show_default=True, help="csv prints one section: name it (tasks, cells, remedies).")

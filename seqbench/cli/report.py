@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from seqbench import memory as M
 from seqbench.cli import cli, config_errors
 
 
@@ -17,7 +18,7 @@ from seqbench.cli import cli, config_errors
               help="Draw each run's learning curve and gradient-vs-lag figure (the slow part: "
                    "about 1 s of CPU per probed run, ~20 minutes for 1000 runs; unchanged ones "
                    "are reused from the earlier report in -o).")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--jobs", "-j", type=click.IntRange(1, M.MAX_WORKERS), default=1, show_default=True,
               help="Processes drawing the run figures.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 @config_errors
