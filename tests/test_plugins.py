@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib
 import importlib.util
 import math
 import os
@@ -53,8 +54,11 @@ TINY = ["--task", "adding", "--seq-len", "10", "--steps", "3", "--hidden", "8", 
 
 
 def clear_registry() -> None:
+    tasks = importlib.import_module("seqbench.tasks.registry")  # the package's `registry` is a function
     registry.cache_clear()
     cell_class.cache_clear()
+    tasks.registry.cache_clear()
+    tasks.task_class.cache_clear()
 
 
 @contextlib.contextmanager
@@ -210,6 +214,22 @@ def test_run_records_the_plugin_cell(installed, tmp_path):
     # the module's own parameters are the model's: W (8x2) + b (8) + U (8x8), readout 8 + 1
     assert int(row["n_params"]) == 16 + 8 + 64 + 9
     assert (tmp_path / "runs" / row["run_id"] / "config.json").is_file()
+
+
+def test_the_example_task_runs_through_run_and_list(installed, tmp_path):
+    tasks = importlib.import_module("seqbench.tasks.registry")
+    entry = tasks.registry()["parity"]
+    assert entry.target == "seqbench_plugin_example.parity:ParityTask"
+    result = invoke("run", "--task", "parity", "--cell", "gru", *TINY[2:], "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    (row,) = read_csv(tmp_path / "runs.csv")
+    assert (row["task"], row["variant"], row["lag_max"]) == ("parity", "bits", "9")
+    task = make_task("parity")
+    batch = task.sample(10, 4000, torch.Generator().manual_seed(0))
+    assert torch.equal(batch.targets[0], batch.inputs[:, :, 0].sum(0).long() % 2)
+    assert float(row["baseline_loss"]) == pytest.approx(math.log(2))
+    listed = invoke("list", "tasks", "--format", "csv")
+    assert "parity,bits,True" in listed.output
 
 
 def test_grads_of_plugin_cells(installed, tmp_path):
