@@ -159,13 +159,9 @@ def measure_spec_at_init(configs, device: torch.device | str = "cpu") -> list[di
 def read_grads(paths) -> pd.DataFrame:
     """Read grads CSVs: files, or folders searched for ``grads.csv`` (a results folder of runs)."""
     from seqbench.errors import ConfigError
-    from seqbench.results import read_results
+    from seqbench.results import read_results, results_files
 
-    files = []
-    for path in map(Path, paths):
-        files += sorted(path.rglob("grads.csv")) if path.is_dir() else [path]
-    if not files:
-        raise ConfigError(f"no grads.csv under {', '.join(map(str, paths))}")
+    files = results_files(paths, "grads.csv")
     frames = [read_results(f) for f in files]
     for f, frame in zip(files, frames):
         missing = [c for c in ("task", "seq_len", "cell", "layers", "layer", "step", "lag",

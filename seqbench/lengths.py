@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from seqbench.errors import ConfigError
-
 LENGTH_COLUMNS = [
     "run_id", "config_id", "task", "variant", "seq_len", "cell", "impl", "hidden", "label",
     "seed", "steps_taken",
@@ -46,14 +44,9 @@ def length_rows(cfg, task, run_id: str, config_id: str, result) -> list[dict]:
 
 def read_lengths(paths) -> pd.DataFrame:
     """Read lengths CSVs: files, or folders searched for the ``lengths.csv`` of runs."""
-    from seqbench.results import read_results
+    from seqbench.results import read_results, results_files
 
-    files = []
-    for path in map(Path, paths):
-        files += sorted(path.rglob("lengths.csv")) if path.is_dir() else [path]
-    if not files:
-        raise ConfigError(f"no lengths.csv under {', '.join(map(str, paths))} (runs record one "
-                          "with --eval-seq-len)")
+    files = results_files(paths, "lengths.csv", " (runs record one with --eval-seq-len)")
     return pd.concat([read_results(f) for f in files], ignore_index=True)
 
 

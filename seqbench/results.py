@@ -301,6 +301,17 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
     return [dict(zip(header, row)) for row in rows]
 
 
+def results_files(paths, name: str, hint: str = "") -> list[Path]:
+    """The files ``paths`` name: each file as it is, each folder searched for the files called
+    ``name`` (a run folder's grads.csv, lengths.csv); a ConfigError when there is none."""
+    files = []
+    for path in map(Path, paths):
+        files += sorted(path.rglob(name)) if path.is_dir() else [path]
+    if not files:
+        raise ConfigError(f"no {name} under {', '.join(map(str, paths))}{hint}")
+    return files
+
+
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
     """Read a results CSV; malformed (torn) lines are reported with their line number and skipped."""
     header, rows = _well_formed(Path(path))
