@@ -134,10 +134,14 @@ class Task:
         at = slice(r, r + 1)
         return self.loss(outputs[at], targets[at], None if mask is None else mask[at])
 
-    def accuracy(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        """Accuracy on the positions that matter (see each task). A task that masks takes a
-        third argument, ``mask``, as ``argmax_accuracy`` does."""
-        raise NotImplementedError
+    def accuracy(self, outputs: torch.Tensor, targets: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> float:
+        """Accuracy on the positions that matter: for a classification task, the fraction of the
+        readout positions (those counted, with a ``mask``) whose argmax output is the target;
+        a regression task, or one that reads only some readout positions, defines its own."""
+        if self.kind != "classification":
+            raise NotImplementedError
+        return self.argmax_accuracy(outputs, targets, mask)
 
     @staticmethod
     def argmax_accuracy(outputs: torch.Tensor, targets: torch.Tensor,

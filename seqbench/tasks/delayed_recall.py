@@ -58,8 +58,5 @@ class DelayedRecallTask(Task):
         symbols[T] = self.CUE
         return Batch(F.one_hot(symbols, 10).float(), symbols[0].unsqueeze(0).clone())
 
-    def accuracy(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        return (outputs.argmax(-1) == targets).float().mean().item()
-
     def baseline_loss(self, seq_len: int) -> float:
         return math.log(self.n_symbols)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from seqbench import seeding
 from seqbench.errors import ConfigError
@@ -139,12 +138,6 @@ class PixelMNISTTask(LastStepTask):
             pixels = pixels[:, permutation()]
         x = torch.from_numpy(pixels.T.astype(np.float32) / 255.0).unsqueeze(-1)  # (784, B, 1)
         return Batch(x, torch.from_numpy(labels[index]).unsqueeze(0))
-
-    def accuracy(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        return (outputs.argmax(-1) == targets).float().mean().item()
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(outputs.reshape(-1, self.output_size), targets.reshape(-1))
 
     def baseline_loss(self, seq_len: int) -> float:
         labels = load_splits()["train"][1]

@@ -133,10 +133,6 @@ class MQARTask(Task):
         mask[rows, cols] = True
         return Batch(F.one_hot(symbols, self.input_size).float(), targets, mask)
 
-    def accuracy(self, outputs: torch.Tensor, targets: torch.Tensor,
-                 mask: torch.Tensor | None = None) -> float:
-        return self.argmax_accuracy(outputs, targets, mask)
-
     def baseline_loss(self, seq_len: int) -> float:
         # A memoryless predictor knows the vocabulary (answers are values, never keys or blanks)
         # and sees the query key, but not the pairing, drawn afresh for each sequence: the key

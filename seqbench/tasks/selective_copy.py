@@ -103,8 +103,5 @@ class SelectiveCopyTask(Task):
         symbols[region] = self.DELIM
         return Batch(F.one_hot(symbols, self.input_size).float(), data)
 
-    def accuracy(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        return (outputs.argmax(-1) == targets).float().mean().item()
-
     def baseline_loss(self, seq_len: int) -> float:
         return math.log(self.n_symbols)

@@ -106,8 +106,5 @@ class TemporalOrderTask(LastStepTask):
             label = 2 * label + is_y  # first marked symbol is the most significant bit
         return Batch(F.one_hot(symbols, self.input_size).float(), label.unsqueeze(0))
 
-    def accuracy(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        return (outputs.argmax(-1) == targets).float().mean().item()
-
     def baseline_loss(self, seq_len: int) -> float:
         return math.log(self.output_size)

@@ -110,9 +110,5 @@ class VariableCopyTask(Task):
         mask[rows, cols] = True
         return Batch(inputs, targets, mask)
 
-    def accuracy(self, outputs: torch.Tensor, targets: torch.Tensor,
-                 mask: torch.Tensor | None = None) -> float:
-        return self.argmax_accuracy(outputs, targets, mask)
-
     def baseline_loss(self, seq_len: int) -> float:
         return math.log(self.n_symbols)

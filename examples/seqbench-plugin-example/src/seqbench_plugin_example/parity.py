@@ -34,8 +34,5 @@ class ParityTask(LastStepTask):
         bits = torch.randint(0, 2, (seq_len, batch_size), generator=generator)
         return Batch(bits.float().unsqueeze(-1), (bits.sum(0) % 2).unsqueeze(0))
 
-    def accuracy(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        return (outputs.argmax(-1) == targets).float().mean().item()
-
     def baseline_loss(self, seq_len: int) -> float:
         return math.log(2)
