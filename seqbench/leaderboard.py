@@ -623,14 +623,23 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def lengths_path(out: str | os.PathLike) -> Path:
+    """``results/leaderboard.csv`` -> ``results/leaderboard_lengths.csv``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_lengths{out.suffix or '.csv'}")
+
+
 def write(board: pd.DataFrame, table: pd.DataFrame, out: str | os.PathLike,
-          comparison: pd.DataFrame | None = None, against: str | None = None) -> tuple[Path, ...]:
+          comparison: pd.DataFrame | None = None, against: str | None = None,
+          lengths: pd.DataFrame | None = None) -> tuple[Path, ...]:
     """Write the leaderboard to ``out`` and the headline table next to it (and the comparison
-    with ``against``, when given), each atomically."""
+    with ``against``, and the length-generalization table, when given), each atomically."""
     check_output(out)
     written = [_write_csv(board, Path(out)), _write_csv(table, headline_path(out))]
     if comparison is not None:
         written.append(_write_csv(comparison, comparison_path(out, str(against))))
+    if lengths is not None and not lengths.empty:
+        written.append(_write_csv(lengths, lengths_path(out)))
     return tuple(written)
 
 
@@ -809,3 +818,9 @@ def format_frame(frame: pd.DataFrame, fmt: str = "table") -> str:
     numeric = [c in _STATS or c == "seq_len" or pd.api.types.is_numeric_dtype(frame[c])
                for c in columns]
     return render(header, body, numeric, fmt)
+
+
+def config_stats(group: pd.DataFrame) -> dict:
+    """The leaderboard's statistics of one configuration's runs (``group``: its rows), for the
+    tables built like the leaderboard (seqbench.lengths)."""
+    return _stats(group)

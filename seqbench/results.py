@@ -326,3 +326,11 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
         return pd.read_csv(buf, dtype=ids)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise ResultsFileError(f"cannot read {path} as a CSV: {e}") from None
+
+
+def run_folder(runs_csv: str | os.PathLike, run_dir: str) -> Path:
+    """The folder of a run that ``runs_csv`` records as ``run_dir``: that path, or, when the
+    results folder was moved or copied since, the folder of that name under its ``runs/``."""
+    path = Path(str(run_dir))
+    moved = Path(runs_csv).parent / "runs" / path.name
+    return moved if not path.is_dir() and moved.is_dir() else path

@@ -5,6 +5,7 @@ import csv
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -105,3 +106,55 @@ def test_the_command_line_and_specs_take_the_list(tmp_path):
     assert parse_overrides(["eval_seq_lens=[8, 32]"]) == {"eval_seq_lens": (8, 32)}
     with pytest.raises(ConfigError, match="must be a list of integers"):
         parse_overrides(["eval_seq_lens=30"])
+
+
+def test_the_generalization_table_is_the_leaderboards_statistics_at_each_lag(tmp_path):
+    """Per arm and lag tested: the leaderboard's statistics over the runs' rows at that lag; the
+    lag trained at is the leaderboard's own row; runs without other lags are left out."""
+    from seqbench import leaderboard as lb
+    from seqbench.lengths import generalization
+    from seqbench.stats import wilson_interval
+
+    for seed in (0, 1, 2):
+        execute_run(RunConfig(task="delayed_recall", seq_len=5, eval_seq_lens=(5, 10), seed=seed,
+                              **SMALL), tmp_path, quiet=True)
+    execute_run(RunConfig(task="adding", seq_len=5, **SMALL), tmp_path, quiet=True)  # no lags
+    table = generalization(tmp_path / "runs.csv")
+    assert list(table["eval_seq_len"]) == [5, 10] and set(table["task"]) == {"delayed_recall"}
+    board, _ = lb.build(tmp_path / "runs.csv", "delayed_recall")
+    own = table[table["eval_seq_len"] == 5].iloc[0]
+    for column in ("n_seeds", "solve_rate", "loss_ratio_mean", "loss_ratio_ci_lo",
+                   "accuracy_mean"):
+        assert own[column] == pytest.approx(board.iloc[0][column])
+    rows = read_lengths([tmp_path])
+    rows = rows[rows["eval_seq_len"] == 10]
+    at10 = table[table["eval_seq_len"] == 10].iloc[0]
+    assert at10["n_seeds"] == 3
+    assert at10["loss_ratio_mean"] == pytest.approx(rows["loss_ratio"].mean())
+    k = int((rows["solved"].astype(str) == "True").sum())
+    assert (at10["solve_rate_lo"], at10["solve_rate_hi"]) == pytest.approx(wilson_interval(k, 3))
+
+
+def test_leaderboard_and_figure_show_the_lengths(tmp_path):
+    for seed in (0, 1):
+        execute_run(RunConfig(task="delayed_recall", seq_len=5, eval_seq_lens=(10, 20),
+                              seed=seed, **SMALL), tmp_path, quiet=True)
+    runs = str(tmp_path / "runs.csv")
+    result = CliRunner().invoke(cli, ["leaderboard", "--runs", runs])
+    assert result.exit_code == 0, result.output
+    assert "Length generalization" in result.output
+    written = pd.read_csv(tmp_path / "leaderboard_lengths.csv")
+    assert list(written["eval_seq_len"]) == [5, 10, 20]
+    for metric in ("loss", "solve_rate"):
+        out = tmp_path / f"lengths_{metric}.png"
+        result = CliRunner().invoke(cli, ["plot", "lengths", runs, "--metric", metric,
+                                          "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert out.stat().st_size > 0
+
+
+def test_the_figure_says_when_no_run_was_tested_at_other_lags(tmp_path):
+    execute_run(RunConfig(task="adding", seq_len=5, **SMALL), tmp_path, quiet=True)
+    result = CliRunner().invoke(cli, ["plot", "lengths", str(tmp_path / "runs.csv")])
+    assert result.exit_code != 0 and "--eval-seq-len" in result.output
+    assert "Traceback" not in result.output

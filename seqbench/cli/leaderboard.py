@@ -46,6 +46,10 @@ def leaderboard(runs_csv, task, fmt, headline, select, against, out):
     and left out of the statistics; a run (configuration and seed) finished more than once counts
     once, its last row, and a warning says how many rows repeat.
 
+    Runs tested at other lags (run --eval-seq-len, spec key eval_seq_lens) add a length-
+    generalization table: per arm and lag tested, the same statistics, written to
+    <name>_lengths.csv.
+
     With --format csv, one table is printed: the comparison with --against, else the headline
     table with --headline, else the leaderboard.
 
@@ -59,6 +63,7 @@ def leaderboard(runs_csv, task, fmt, headline, select, against, out):
     from pathlib import Path
 
     from seqbench import leaderboard as lb
+    from seqbench.lengths import generalization
 
     out = lb.check_output(out) if out is not None else Path(runs_csv).parent / "leaderboard.csv"
     select = tuple(select)
@@ -71,8 +76,17 @@ def leaderboard(runs_csv, task, fmt, headline, select, against, out):
             else None
     else:
         shown_board, shown_table, shown_comparison = board, table, comparison
-    written = lb.write(board, table, out, comparison, against)
+    lengths = generalization(runs_csv)  # every task: what is written
+    written = lb.write(board, table, out, comparison, against, lengths)
     _print(lb, fmt, headline, task, select, against, shown_board, shown_table, shown_comparison)
+    shown_lengths = lengths[lengths["task"] == task] if task is not None and not lengths.empty \
+        else lengths
+    if fmt != "csv" and not headline and not shown_lengths.empty:
+        click.echo("\nLength generalization: the final models tested at other lags "
+                   "(eval_seq_len; the lag trained at is seq_len; solved and loss/base at each "
+                   "lag, with the intervals above)\n")
+        text = lb.format_frame(shown_lengths, fmt)
+        click.echo(text, nl=not text.endswith("\n"))
     click.echo(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}", err=True)
 
 

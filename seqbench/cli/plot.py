@@ -238,3 +238,32 @@ def solved(runs_csv, output, task, title, select):
 
     path = _runs_figure_output(output, runs_csv, "solved", task, select)
     save_figure(solved_figure(runs_csv, task=task, title=title, select=select), path)
+
+
+@plot.command("lengths")
+@click.argument("runs_csv", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/runs.csv")
+@click.option("-o", "--output", default=None,
+              help="Output file; the suffix picks the format (PNG without one) "
+                   "[default: figures/lengths.png beside RUNS_CSV].")
+@click.option("--task", type=TASK, default=None, help="Draw this task only.")
+@click.option("--metric", type=click.Choice(["loss", "solve_rate"]), default="loss",
+              show_default=True,
+              help="loss: mean final loss / memoryless baseline at each lag [95% bootstrap]; "
+                   "solve_rate: fraction of seeds solved there [95% Wilson].")
+@click.option("--title", default=None, help="A title over the whole figure.")
+@config_errors
+def lengths(runs_csv, output, task, metric, title):
+    """Length generalization: each arm's final models at the lags they were tested at.
+
+    The runs must have been tested at other lags (run --eval-seq-len, spec key eval_seq_lens).
+    One panel per task and lag trained at (dotted line), one line per arm against the lag tested
+    at; the same numbers as the leaderboard's length-generalization table.
+
+    \b
+    Example:
+      seqbench plot lengths results/lengths/runs.csv -o results/figures/lengths.png
+    """
+    from seqbench.plots.lengths import lengths_figure
+
+    path = _runs_figure_output(output, runs_csv, "lengths", task)
+    save_figure(lengths_figure(runs_csv, task=task, metric=metric, title=title), path)

@@ -53,6 +53,7 @@ from seqbench.plots import (
     new_figure,
     plain_log_ticks,
 )
+from seqbench.results import run_folder
 from seqbench.style import cell_rank
 
 T_LABEL = "lag T (time steps)"
@@ -524,14 +525,7 @@ def run_dirs_from_csv(path: str | os.PathLike, task: str | None = None, seq_len:
                 runs = runs[runs[column].astype(object).map(str) == str(value)]
     if runs.empty:
         raise ConfigError(f"no finished runs in {path} match the selection")
-    root = Path(path).parent
-    dirs = []
-    for d in runs["run_dir"].astype(str):
-        p = Path(d)
-        if not p.is_dir() and (root / "runs" / p.name).is_dir():
-            p = root / "runs" / p.name  # a results folder that was moved or copied
-        dirs.append(p)
-    return dirs
+    return [run_folder(path, d) for d in runs["run_dir"].astype(str)]
 
 
 def read_curve(run_dir: str | os.PathLike) -> tuple[dict, pd.DataFrame]:
