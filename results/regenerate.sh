@@ -55,6 +55,18 @@ seqbench leaderboard --runs results/long/runs.csv --format markdown
 seqbench sweep tasks/new_tasks.toml --workers 2 --out results/new_tasks
 seqbench leaderboard --runs results/new_tasks/runs.csv --format markdown
 seqbench plot solve-rate results/new_tasks/runs.csv -o results/figures/new_tasks_solve_rate.png
+seqbench sweep tasks/new_tasks.toml --profile budget --workers 2 --out results/new_tasks_budget
+seqbench leaderboard --runs results/new_tasks_budget/runs.csv --format markdown
+
+# 5c. Length generalization: trained at T = 25, tested at 50, 100, 200 (about 20 CPU-minutes)
+seqbench sweep tasks/lengths.toml --workers 2 --out results/lengths
+seqbench leaderboard --runs results/lengths/runs.csv --format markdown
+seqbench plot lengths results/lengths/runs.csv --metric solve_rate -o results/figures/lengths.png
+
+# 5d. Published results side by side: the short-lag arms of tasks/papers.toml on the CPU (the
+#     rest, T = 500-1,000, is hours per run here: --profile paper on a GPU)
+seqbench sweep tasks/papers.toml -T 100 -T 150 -T 300 -T 400 --workers 2 --out results/papers
+seqbench published --runs results/papers/runs.csv --format markdown
 
 # 6. results/README.md from the CSVs above (tests/test_results_readme.py checks it)
 python results/readme.py
