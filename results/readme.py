@@ -626,10 +626,31 @@ def length_generalization() -> str:
     return "\n".join(out)
 
 
+def published() -> str:
+    """Published numbers against ours (tasks/papers.toml, cpu profile), as far as run here."""
+    from seqbench.published import agreement_counts, compare, format_table
+
+    path = HERE / "papers" / "runs.csv"
+    if not path.exists():
+        return ""
+    table = compare(load_spec(REPO / "tasks" / "papers.toml"), path, "cpu")
+    run = table[table["n_seeds"] > 0]
+    return ("\n## 9. Published results side by side\n\n"
+            "`tasks/papers.toml`, `cpu` profile: each arm runs one paper's setting as far as "
+            "seqbench can express it (the spec's comments and each row's `differences` in "
+            "`papers/published.csv` say where ours differs: budgets above all), 3 seeds. The "
+            "verdict is on outcomes (solved; partial; at the memoryless baseline, i.e. loss "
+            ">= 90% of it). Run here so far: the arms at T <= 400 (`seqbench sweep "
+            "tasks/papers.toml -T 100 -T 150 -T 300 -T 400`); the T = 500-1,000 arms take hours "
+            "per run on this CPU (`--profile paper` on a GPU). "
+            f"{agreement_counts(table)}.\n\n"
+            + (format_table(run, "markdown") if len(run) else "No arm recorded yet.\n"))
+
+
 def provenance() -> str:
     rows = []
     for name in ("runs.csv", "fixes/runs.csv", "long/runs.csv", "new_tasks/runs.csv",
-                 "new_tasks_budget/runs.csv", "lengths/runs.csv"):
+                 "new_tasks_budget/runs.csv", "lengths/runs.csv", "papers/runs.csv"):
         path = HERE / name
         if not path.exists():
             continue
@@ -657,7 +678,7 @@ def regenerating() -> str:
 def render() -> str:
     sections = [header(), gradients_at_init(), training_opens_gates(), quick_sweeps(), fixes(),
                 long_lags(), atlas(), new_tasks(), new_tasks_budget(), length_generalization(),
-                provenance(), regenerating()]
+                published(), provenance(), regenerating()]
     return "\n".join(s.rstrip("\n") + "\n" for s in sections if s)
 
 
