@@ -34,19 +34,26 @@ class SelectiveCopyTask(Task):
         input    n  4  n  n  1  n  4  n  delim    n   n   n
         target                                    4   1   4
 
-    Variants: ``mamba`` (default; the paper's appendix E.1 setting: a vocabulary of 16 tokens
-    including the noise token, so V = 15 data symbols, and K = 16 data tokens; the paper's length
-    is 4096, here T + 2K + 1) and ``arjovsky`` (K = 10 tokens from V = 8 symbols, the alphabet of
-    the copy task, for a like-for-like comparison with it). The delimiter is ours: the paper's
-    models are told when to answer by the fixed layout; a marked step keeps the task the same for
-    a recurrent net that is read out at the last K steps.
+    Variants: ``mamba`` (default; K = 16 data tokens and V = 15 data symbols, our reading of
+    the paper's appendix E.1: "a vocab size of 16 possible tokens (including the white noise
+    token)" and 16 tokens to memorize; the paper's sequences have length 4096, here T + 2K + 1)
+    and ``arjovsky`` (K = 10 tokens from V = 8 symbols, the alphabet of the copy task, for a
+    like-for-like comparison with it). The delimiter and the noise shown at the output steps are
+    ours. The paper does not spell out the layout; the authors' earlier public generator
+    (state-spaces/s4, ``src/dataloaders/datasets/copying.py``, ``variable=True``) puts the K data
+    tokens at a uniform K-subset of the first L + K steps (L noise tokens), then shows a marker
+    token at each of the K output steps (no separate delimiter; L + 2K steps), with a vocabulary
+    of A tokens of which noise and marker take two, so A = 16 would leave 14 data symbols, not 15.
+    Its placement of the data tokens is ours (with T = L). Whether the Mamba experiment ran that
+    code is not stated, so ``mamba`` keeps its 15 symbols and its delimiter (docs/references.md
+    section 1.4).
 
     Loss: cross-entropy over the V data symbols at the K output steps. Baseline: ln V (every
     output is uniform over the V symbols and independent of what a memoryless predictor sees).
     Accuracy: per token, over the K output steps. Solved: accuracy >= 0.99 (the paper reports
-    accuracy and states no threshold). Query step: T+K+1, where d1 is recalled. Lag of d1: from
-    its position, at earliest step 0 and at latest step T (all K tokens at the end of the input
-    region), to step T+K+1: K+1 .. T+K+1.
+    accuracy, its table 1, and states no threshold). Query step: T+K+1, where d1 is recalled.
+    Lag of d1: from its position, at earliest step 0 and at latest step T (all K tokens at the
+    end of the input region), to step T+K+1: K+1 .. T+K+1.
     """
 
     name = "selective_copy"

@@ -1,6 +1,6 @@
-"""The temporal order task (Hochreiter & Schmidhuber 1997, "Long Short-Term Memory", section 5,
-experiment 6: task 6a with two marked symbols, task 6b with three); see docs/references.md
-section 1.4.
+"""The temporal order task (Hochreiter & Schmidhuber 1997, "Long Short-Term Memory", Neural
+Computation 9(8), section 5.6, experiment 6: task 6a with two marked symbols, task 6b with three);
+see docs/references.md section 1.4.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 from seqbench.tasks.base import Batch, LastStepTask
 
-#: the paper's windows for the marked positions at sequence length ~100, in percent of the length:
-#: 6a t1 in [10, 20], t2 in [50, 60]; 6b t1 in [10, 20], t2 in [33, 43], t3 in [66, 76]
+#: the paper's windows for the marked positions (section 5.6; the length is drawn in [100, 110]),
+#: used as percent of T: 6a t1 in [10, 20], t2 in [50, 60]; 6b t1 in [10, 20], t2 in [33, 43],
+#: t3 in [66, 76]
 WINDOWS = {
     "6a": ((10, 20), (50, 60)),
     "6b": ((10, 20), (33, 43), (66, 76)),
@@ -40,32 +41,39 @@ def windows(variant: str, seq_len: int) -> list[tuple[int, int]]:
 class TemporalOrderTask(LastStepTask):
     """Temporal order: classify the order of the marked symbols X/Y, read at the last step.
 
-    Hochreiter & Schmidhuber (1997), section 5, experiment 6. One-hot inputs over the paper's 8
-    symbols: 0..3 = distractors a, b, c, d; 4 = X; 5 = Y; 6 = B (start); 7 = E (end, the trigger).
-    Step 0 shows B, step T-1 shows E, every other step a uniform random distractor, except the
-    marked steps t1 < t2 (< t3), each showing X or Y with probability 1/2, independently. T steps
-    in all; the class, read at step T-1, is the X/Y pattern in order as a binary number (X = 0):
+    Hochreiter & Schmidhuber (1997), section 5.6, experiment 6. One-hot inputs over the paper's 8
+    symbols: 0..3 = distractors a, b, c, d; 4 = X; 5 = Y; 6 = E (start); 7 = B (end, the
+    "trigger symbol"): the paper's sequences start with E and end with B. Step 0 shows E, step
+    T-1 shows B, every other step a uniform random distractor, except the marked steps
+    t1 < t2 (< t3), each showing X or Y with probability 1/2, independently. T steps in all; the
+    class, read at step T-1, is the X/Y pattern in order as a binary number (X = 0), which is the
+    paper's class order (6a: XX, XY, YX, YY = Q, R, S, U; 6b: XXX .. YYY = Q, R, S, U, V, A, B, C):
 
         step     0    1  ...  t1  ...  t2  ...  T-2  T-1
-        input    B    c  ...   Y  ...   X  ...   a    E
+        input    E    c  ...   Y  ...   X  ...   a    B
         target                                       YX = class 2
 
     Worked example, 6a at T = 12 (windows t1 in [1, 2], t2 in [6, 7]):
 
         step     0  1  2  3  4  5  6  7  8  9  10  11
-        input    B  d  X  a  a  c  b  Y  c  d   b   E
+        input    E  d  X  a  a  c  b  Y  c  d   b   B
         target                                      XY = class 1
 
-    Variants: ``6a`` (default; two marked symbols, 4 classes XX, XY, YX, YY) and ``6b`` (three,
-    8 classes XXX .. YYY). The paper draws the length in [100, 110] and the positions in windows
-    t1 in [10, 20], t2 in [50, 60] (6a) and t1 in [10, 20], t2 in [33, 43], t3 in [66, 76] (6b);
-    here the length is fixed at T and each window is scaled with it, [floor(lo% T), floor(hi% T)]
-    (the paper's at T = 100), pushed apart at small T so that they stay disjoint (``windows``).
-    Loss: cross-entropy at the last step. Baseline: ln 4 (6a), ln 8 (6b): the classes are uniform
-    and independent of everything a memoryless predictor sees. Lag: from t1 to the last step,
-    T-1-last(w1) .. T-1-first(w1) (79 .. 89 at T = 100). Solved: the paper counts a sequence
-    correct when every output unit is within 0.3 of its target and stops training when the 2000
-    most recent sequences were all correct; we use accuracy (argmax) >= 0.99 on held-out data.
+    Variants: ``6a`` (default; two marked symbols, 4 classes) and ``6b`` (three, 8 classes). The
+    paper draws the length in [100, 110] and the positions in t1 in [10, 20], t2 in [50, 60] (6a)
+    and t1 in [10, 20], t2 in [33, 43], t3 in [66, 76] (6b); here the length is fixed at T and each
+    window is scaled with it, [floor(lo% T), floor(hi% T)] (the paper's numbers at T = 100),
+    pushed apart at small T so that they stay disjoint (``windows``). Our windows count steps
+    from 0 (the start symbol); the paper's table 10 gives the shortest lag from the last marked
+    symbol to the end as 40 (6a) and 24 (6b), i.e. length 100 minus 60 or 76, which reads as
+    positions counted from 1: ours sit one step later, so at T = 100 that lag is 39 (6a), 23 (6b).
+    Loss: cross-entropy at the last step (the paper's error signals also come only at the end).
+    Baseline: ln 4 (6a), ln 8 (6b): the classes are uniform and independent of everything a
+    memoryless predictor sees. Lag: from t1 to the last step, T-1-last(w1) .. T-1-first(w1)
+    (79 .. 89 at T = 100). Solved: the paper counts a sequence correct when the final absolute
+    error of every output unit is below 0.3, and stops training once the average training error
+    is below 0.1 and the 2000 most recent sequences were all correct (tables 9 and 11); a softmax
+    has no such per-unit error, so we use accuracy (argmax) >= 0.99 on held-out data.
     """
 
     name = "temporal_order"

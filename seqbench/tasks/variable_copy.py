@@ -62,8 +62,15 @@ class VariableCopyTask(Task):
     ``start_aligned`` no step is an output step of every sequence, and T + 10 counts only the
     sequences with d >= T - 9 (a fraction min(10, T) / T): the probe measures those only.
 
-    The papers' settings (to verify, docs/references.md section 1.5): the copy task's alphabet
-    and 10 symbols, the number of blanks before the delimiter drawn uniformly up to T.
+    The papers' settings (docs/references.md section 1.5). Tallec & Ollivier (2018, section 3,
+    "Copy tasks") use the copy task's alphabet (8 data symbols, a dummy, a signal character) and
+    10 symbols, the outputs on the 10 steps right after the signal, and for the variable copy
+    "the number of characters between the end of the sequence to copy and the signal character
+    is drawn at random between 1 and T", citing Henaff et al. (2016) for the setup. So their
+    blanks run 1 .. T where ours run 0 .. T-1 (d - 1): their lags are ours plus one step,
+    12 .. T + 11. They do not say how the draw is distributed (uniform is our reading), how
+    sequences of different lengths were batched, or over which steps the loss is averaged. Both
+    variants here are our layouts of the same sequences; neither is claimed to be the papers'.
     """
 
     name = "variable_copy"
