@@ -322,3 +322,17 @@ def fixes_rows():
     return (decay_rows("rnn", label="rnn_tanh") + decay_rows("rnn", label="irnn", factor=0.99,
                                                              init="identity")
             + decay_rows("lstm", label="lstm_fb1", forget_bias=1.0))
+
+
+@pytest.mark.parametrize("metric", ["solve_rate", "loss"])
+def test_the_committed_length_generalization_figure_is_readable(metric):
+    """results/lengths (6 arms, trained at T = 25, tested at 50-200): every figure rule holds,
+    and the lag trained at is marked in each panel."""
+    from seqbench.plots.lengths import lengths_figure
+
+    fig = lengths_figure(RESULTS / "lengths" / "runs.csv", metric=metric)
+    assert png_size(fig)[0] <= 2000 and fig.get_size_inches()[0] <= MAX_WIDTH_IN
+    assert_fonts_readable(fig)
+    assert_legends_outside(fig)
+    for ax in visible_axes(fig):
+        assert any("lag trained at (T = 25)" == line.get_label() for line in ax.get_lines())
