@@ -12,6 +12,7 @@ import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import torch
@@ -37,8 +38,9 @@ GRADS_COLUMNS = [
 
 
 @dataclass
-class ProbeSetup:
-    """What a probe measures: the task at one lag, the cell, the seed and a fixed probe batch."""
+class MeasureSetup:
+    """A measurement's fixed inputs: the task at one lag, the cell, the seed and one batch drawn
+    from the seed stream ``stream`` (never training data), and the provenance of its rows."""
 
     task: Task
     seq_len: int
@@ -46,28 +48,31 @@ class ProbeSetup:
     seed: int
     batch: Batch
     label: str = ""
+    #: the seed stream of the batch: each measure its own, so that none shares another's sequences
+    stream: ClassVar[str] = "probe"
 
     @classmethod
     def create(cls, task: Task, seq_len: int, cell: CellConfig, seed: int, batch_size: int,
-               device: torch.device, label: str = "") -> ProbeSetup:
-        # the "probe" stream: the same sequences for every probe of this seed, never training data
-        batch = task.sample(seq_len, batch_size, seeding.generator(seed, "probe")).to(device)
+               device: torch.device, label: str = ""):
+        # the same sequences for every measurement of this seed
+        batch = task.sample(seq_len, batch_size, seeding.generator(seed, cls.stream)).to(device)
         return cls(task, seq_len, cell, seed, batch, label)
 
-    def measure(self, model: SequenceModel) -> list[LagCurve]:
-        return probe(model, self.task, self.batch, self.seq_len)
+    @property
+    def query_step(self) -> int:
+        return self.task.query_step(self.seq_len)
 
-    def rows(self, curves: list[LagCurve], step: int, probe_id: str, run_id: str = "") -> list[dict]:
-        device = self.batch.inputs.device
-        env = environment(device, torch.get_num_threads())
-        common = {
+    def common(self, step: int, probe_id: str, run_id: str = "") -> dict:
+        """The columns every row of one measurement shares: identity, cell, seed, provenance."""
+        env = environment(self.batch.inputs.device, torch.get_num_threads())
+        return {
             "probe_id": probe_id,
             "run_id": run_id,
             "task": self.task.name,
             "variant": self.task.variant,
             "seq_len": self.seq_len,
             "total_steps": self.task.total_steps(self.seq_len),
-            "query_step": self.task.query_step(self.seq_len),
+            "query_step": self.query_step,
             **self.cell.to_dict(),
             "seed": self.seed,
             "step": step,
@@ -75,6 +80,17 @@ class ProbeSetup:
             **{k: env[k] for k in ("device", "torch_version", "seqbench_version", "git_commit")},
             "label": self.label,
         }
+
+
+@dataclass
+class ProbeSetup(MeasureSetup):
+    """What a gradient probe measures (the "probe" seed stream)."""
+
+    def measure(self, model: SequenceModel) -> list[LagCurve]:
+        return probe(model, self.task, self.batch, self.seq_len)
+
+    def rows(self, curves: list[LagCurve], step: int, probe_id: str, run_id: str = "") -> list[dict]:
+        common = self.common(step, probe_id, run_id)
         rows = []
         for curve in curves:
             bracket = horizon_bracket(curve.lags, curve.grad_norm)

@@ -267,3 +267,31 @@ def lengths(runs_csv, output, task, metric, title):
 
     path = _runs_figure_output(output, runs_csv, "lengths", task)
     save_figure(lengths_figure(runs_csv, task=task, metric=metric, title=title), path)
+
+
+@plot.command("spectrum")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--output", default=f"{DEFAULT_OUT}/figures/spectrum.png", show_default=True,
+              help="Output file; PNG, SVG or PDF by its suffix.")
+@click.option("--task", default=None, help="Select a task when the data holds several.")
+@click.option("--seq-len", "-T", type=int, default=None, help="Select a length when it holds several.")
+@click.option("--layer", type=click.IntRange(min=0), default=None,
+              help="Layer to draw [default: the top layer of each model].")
+@click.option("--title", default=None, help="A title over the whole figure.")
+@config_errors
+def spectrum(sources, output, task, seq_len, layer, title):
+    """Lyapunov spectrum per arm, and the convergence of the largest exponent over t.
+
+    SOURCES are dynamics CSVs (`seqbench dynamics` writes seqbench-results/dynamics.csv) or
+    folders searched for dynamics.csv.
+
+    \b
+    Example:
+      seqbench plot spectrum seqbench-results/dynamics.csv -o spectrum.png
+    """
+    from seqbench.plots import output_path
+    from seqbench.plots.spectrum import spectrum_figure
+
+    path = output_path(output)  # a bad -o fails before any work
+    save_figure(spectrum_figure(sources, task=task, seq_len=seq_len, layer=layer, title=title),
+                path)
