@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from seqbench.cells import triton as triton_path
 from seqbench.cells.base import ACTIVATIONS, Cell, input_projection, record_grad_norm
 from seqbench.cells.fused import (
     ACTIVATIONS as FUSED_ACTIVATIONS,
@@ -64,9 +65,15 @@ class Elman(Cell):
 
     def fast_layer(self, params, x, state, norms=None):
         p = params
-        out, h = fused_layer(x, state[0], p["weight_ih"], p["weight_hh"], p["bias_ih"],
-                             p["bias_hh"], self.nonlinearity, norms_h=(norms or {}).get("h"))
+        # on CUDA, float32: the Triton kernels where available (seqbench.cells.triton)
+        layer = triton_path.rnn_layer if triton_path.wanted(x) else fused_layer
+        out, h = layer(x, state[0], p["weight_ih"], p["weight_hh"], p["bias_ih"],
+                       p["bias_hh"], self.nonlinearity, norms_h=(norms or {}).get("h"))
         return out, (h,)
+
+    @classmethod
+    def kernel(cls, device):
+        return triton_path.label(device) or super().kernel(device)
 
 
 # ------------------------------------------------------------------------------------------------

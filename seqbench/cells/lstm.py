@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from seqbench.cells import triton as triton_path
 from seqbench.cells.base import Cell, input_projection, record_grad_norm
 from seqbench.cells.fused import (
     WORKSPACE,
@@ -76,12 +77,16 @@ class LSTM(Cell):
 
     def fast_layer(self, params, x, state, norms=None):
         p, norms = params, norms or {}
-        out, h, c = fused_layer(x, *state, p["weight_ih"], p["weight_hh"], p["bias_ih"],
-                                p["bias_hh"], norms_h=norms.get("h"), norms_c=norms.get("c"))
+        # on CUDA, float32: the Triton kernels where available (seqbench.cells.triton)
+        layer = triton_path.lstm_layer if triton_path.wanted(x) else fused_layer
+        out, h, c = layer(x, *state, p["weight_ih"], p["weight_hh"], p["bias_ih"],
+                          p["bias_hh"], norms_h=norms.get("h"), norms_c=norms.get("c"))
         return out, (h, c)
 
     @classmethod
     def kernel(cls, device):
+        if triton_path.label(device):  # CUDA: seqbench.cells.triton's kernels
+            return triton_path.label(device)
         if device.type == "cpu":
             from seqbench import native
 
