@@ -635,6 +635,17 @@ def published() -> str:
         return ""
     table = compare(load_spec(REPO / "tasks" / "papers.toml"), path, "cpu")
     run = table[table["n_seeds"] > 0]
+    runs = _runs(path)
+    budget = int(pd.to_numeric(runs["step_budget"]).max())
+    improving = int(runs["still_improving"].map(lambda v: str(v) == "True").sum())
+    disagree = run[run["agreement"] == "disagree"]
+    at_baseline = disagree[disagree["measured_outcome"] == "baseline"]
+    budget_note = (f" Of the {len(disagree)} disagreements, {len(at_baseline)} are ours at the "
+                   f"memoryless baseline where the paper reports learning: with at most "
+                   f"{budget:,} steps against the papers' 30,000 to over 1,000,000 (the spec's "
+                   f"comments), these are budget results, not capability ones; {improving} of "
+                   f"the {len(runs)} runs {'was' if improving == 1 else 'were'} still improving at the "
+                   "end.") if len(disagree) else ""
     return ("\n## 9. Published results side by side\n\n"
             "`tasks/papers.toml`, `cpu` profile: each arm runs one paper's setting as far as "
             "seqbench can express it (the spec's comments and each row's `differences` in "
@@ -643,7 +654,7 @@ def published() -> str:
             ">= 90% of it). Run here so far: the arms at T <= 400 (`seqbench sweep "
             "tasks/papers.toml -T 100 -T 150 -T 300 -T 400`); the T = 500-1,000 arms take hours "
             "per run on this CPU (`--profile paper` on a GPU). "
-            f"{agreement_counts(table)}.\n\n"
+            f"{agreement_counts(table)}.{budget_note}\n\n"
             + (format_table(run, "markdown") if len(run) else "No arm recorded yet.\n"))
 
 
