@@ -9,6 +9,10 @@ full :class:`~seqbench.model.SequenceModel`, it measures
 - **probe / step**: the cost of one gradient probe (``seqbench.probe.probe``: dL/dh_t for every
   lag, one forward and backward through zero probe tensors for ``hand``; chunks through the fused
   kernel for ``builtin``) relative to one training step of the same implementation;
+- **dynamics / step** (``dynamics``, e.g. ``("lyapunov", "jacobian")``): the cost of one
+  measurement of each chosen seqbench.dynamics measure of the model (what ``seqbench run --probe
+  lyapunov`` takes at each probe step, with its defaults: k = 8 exponents, lags 1, 10, 100 up to
+  t*; on the bench's batch) relative to one training step of the same implementation, at T only;
 - **2T / T**: the time at twice the length over the time at T (linear scaling gives 2), for
   training and for the probe;
 - **against a reference cell** (``against``, e.g. the built-in LSTM): that cell's training step is
@@ -53,6 +57,9 @@ BENCH_COLUMNS = [
     "ms_step", "ms_step_min", "seq_per_s", "ratio_to_builtin", "against", "ratio_to_against",
     "ms_probe", "probe_ratio",
     "ms_step_2t", "scale_2t", "ms_probe_2t", "probe_scale_2t",
+    # one dynamics measurement per measure (BenchConfig.dynamics) and its ratio to a step
+    "ms_lyapunov", "lyapunov_ratio", "ms_jacobian", "jacobian_ratio",
+    "ms_sensitivity", "sensitivity_ratio",
     "load_before", "load_after",
     "device", "device_name", "threads", "malloc", "denormals", "torch_version", "cudnn_version",
     "onednn_version", "seqbench_version", "git_commit",
@@ -79,6 +86,7 @@ class BenchConfig:
     cuda_graph: bool = True  # on CUDA, replay hand's training step as a captured CUDA graph
     against: str | None = None  # a reference cell (its built-in module where it has one) timed in every group
     seed: int = 0
+    dynamics: tuple[str, ...] = ()  # also time one measurement of each (seqbench.dynamics)
 
     def validate(self) -> BenchConfig:
         if not self.cells:
@@ -101,6 +109,12 @@ class BenchConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ConfigError(f"warmup must be >= 0, got {self.warmup}")
+        from seqbench.dynamics.records import MEASURES
+
+        bad = [m for m in self.dynamics if m not in MEASURES]
+        if bad:
+            raise ConfigError(f"unknown dynamics measure {bad[0]!r}; allowed: "
+                              f"{', '.join(MEASURES)}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         return self
@@ -181,6 +195,21 @@ def probe_fn(model: SequenceModel, task: Task, batch: Batch, seq_len: int) -> Ca
     return run
 
 
+def dynamics_fn(model: SequenceModel, task: Task, batch: Batch, seq_len: int, measure: str,
+                seed: int = 0) -> Callable[[], None]:
+    """One measurement of ``measure`` as ``seqbench run --probe`` takes it (its Options'
+    defaults), along ``batch``."""
+    from seqbench.dynamics.records import Options, measure_model
+
+    options = Options(measures=(measure,)).check()
+    query_step = task.query_step(seq_len)
+
+    def run() -> None:
+        measure_model(model, batch, query_step, options, seed)
+
+    return run
+
+
 def time_round_robin(fns: dict, repeats: int, warmup: int, device: torch.device) -> Timings:
     """Warm every function up, then time them in turn, ``repeats`` rounds, alternating order.
 
@@ -229,6 +258,10 @@ def bench_group(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: t
             probe = probe_fn(model, task, batch, T) if cfg.probe else None
             if probe is not None:
                 fns[(impl, "probe", T)] = probe
+            if T == seq_len:
+                for measure in cfg.dynamics:
+                    fns[(impl, measure, T)] = dynamics_fn(model, task, batch, T, measure,
+                                                          cfg.seed)
         if reference is not None and T == seq_len:
             fns[("against", "train", T)] = train_step_fn(*reference, task, batch, T)
     return time_round_robin(fns, cfg.repeats, cfg.warmup, device)
@@ -264,6 +297,9 @@ def group_rows(cfg: BenchConfig, task: Task, cell: str, seq_len: int, device: to
             "scale_2t": _ratio(timings.median(impl, "train", T2), step),
             "ms_probe_2t": timings.median(impl, "probe", T2) * 1e3,
             "probe_scale_2t": _ratio(timings.median(impl, "probe", T2), probe),
+            **{k: v for m in cfg.dynamics for k, v in (
+                (f"ms_{m}", timings.median(impl, m, T) * 1e3),
+                (f"{m}_ratio", _ratio(timings.median(impl, m, T), step)))},
         })
     return rows
 
@@ -421,8 +457,12 @@ def _cell_text(value, fmt: str) -> str:
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    """An aligned text table of bench rows (text left, numbers right)."""
-    return _table(rows, TABLE)
+    """An aligned text table of bench rows (text left, numbers right); the dynamics measures'
+    columns where a row has them."""
+    extra = [(f"{m} ms", f"ms_{m}", "{:.1f}") for m in ("lyapunov", "jacobian", "sensitivity")
+             if any(r.get(f"ms_{m}") is not None for r in rows)]
+    extra = [x for e in extra for x in (e, (f"{e[0][:-3]}/step", e[1][3:] + "_ratio", "{:.2f}"))]
+    return _table(rows, TABLE[:-1] + extra + TABLE[-1:])
 
 
 def _table(rows: Sequence[dict], spec: list[tuple[str, str, str]]) -> str:

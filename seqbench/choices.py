@@ -12,6 +12,9 @@ INITS = ("default", "xavier", "he", "orthogonal", "identity", "irnn")
 NORMS = ("none", "layer", "layer_split", "batch", "batch_recurrent")
 CLIP_MODES = ("norm", "value")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+#: what ``seqbench run --probe`` measures at each probe step: the gradient against the lag
+#: (seqbench.grads, the default) and the dynamics measures (seqbench.dynamics.records.MEASURES)
+PROBES = ("gradient", "lyapunov", "jacobian", "sensitivity")
 
 #: where commands write (and then read) results when no path is given. Not "results": in a
 #: checkout of seqbench that folder holds the committed reference results, which a newcomer's

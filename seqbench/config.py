@@ -15,11 +15,19 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from seqbench.cells import CellConfig
-from seqbench.choices import CLIP_MODES, DEVICES, OPTIMIZERS  # optimizers: train.make_optimizer
+from seqbench.choices import (  # optimizers: train.make_optimizer
+    CLIP_MODES,
+    DEVICES,
+    OPTIMIZERS,
+    PROBES,
+)
 from seqbench.errors import ConfigError
 
 #: fields that say where and how fast a run executes, not what it computes: not in its identity
 ENVIRONMENT_FIELDS = ("device", "threads")
+#: the flossing fields and their defaults (RunConfig): with floss 0 they are out of the run's
+#: identity and blank in its row
+FLOSS_DEFAULTS = {"floss": 0, "floss_weight": 1.0, "floss_steps": 500}
 #: RunConfig fields whose runs.csv column has another name
 COLUMN_NAMES = {"steps": "step_budget"}
 
@@ -31,7 +39,7 @@ def config_column_names() -> list[str]:
     for f in fields(RunConfig):
         if f.name == "cell":
             names += [c.name for c in fields(CellConfig)]
-        elif f.name not in ENVIRONMENT_FIELDS:
+        elif f.name not in ENVIRONMENT_FIELDS and f.name != "probes":  # probes: config.json
             names.append(COLUMN_NAMES.get(f.name, f.name))
     return names
 
@@ -67,6 +75,14 @@ class RunConfig:
     match_params: int = 0  # > 0: hidden size chosen so the model has about this many parameters
     label: str = ""  # name of the comparison arm a spec gave this run (e.g. "lstm_fb1"); "" = none
     eval_seq_lens: tuple[int, ...] = ()  # also test the final model at these lags (generalization)
+    # gradient flossing (Engelken 2023; seqbench.flossing): floss_weight x the mean squared k
+    # largest Lyapunov exponents of every layer added to the loss for the first floss_steps steps
+    floss: int = 0  # k, the exponents flossed per layer (1 .. hidden); 0 = off
+    floss_weight: float = 1.0  # weight of the flossing loss (needs floss >= 1)
+    floss_steps: int = 500  # flossing in the first N training steps (the author's 500; needs floss)
+    # what each probe (probe_every) measures: "gradient" (grads.csv), "lyapunov", "jacobian",
+    # "sensitivity" (dynamics.csv); () = gradient alone. Recorded in config.json, not runs.csv
+    probes: tuple[str, ...] = ()
     device: str = "auto"  # auto (cuda when present) | cpu | cuda
     threads: int | None = None  # torch intra-op threads; None = torch's default
 
@@ -101,6 +117,8 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        probes = self._probes()
+        floss_weight = self._check_floss()
         for length in self.eval_seq_lens:
             try:
                 task.check_seq_len(length)
@@ -110,11 +128,61 @@ class RunConfig:
         if self.match_params:  # the hidden size is derived, so the row's `hidden` says what ran
             cell = replace(cell, hidden=hidden_for_params(task, cell, self.match_params,
                                                           self.seq_len))
+        if self.floss > cell.hidden:
+            raise ConfigError(f"floss must be at most hidden ({cell.hidden}): it counts the "
+                              f"Lyapunov exponents flossed per layer, got {self.floss}")
         from seqbench.tasks.registry import check_task_name
 
         # the registered spelling (Adding is adding), so that both have one config id
         return replace(self, task=check_task_name(self.task), variant=task.variant, cell=cell,
-                       eval_seq_lens=tuple(sorted(set(self.eval_seq_lens))))
+                       eval_seq_lens=tuple(sorted(set(self.eval_seq_lens))), probes=probes,
+                       floss_weight=floss_weight)
+
+    def _check_floss(self) -> float:
+        """The flossing fields (seqbench.flossing), one line per problem; the weight as a float
+        (a TOML 2 and 2.0 are one run)."""
+        k, w, n = self.floss, self.floss_weight, self.floss_steps
+
+        def whole(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not (whole(k) and k >= 0):
+            raise ConfigError(f"floss must be a whole number >= 0 (the Lyapunov exponents "
+                              f"flossed per layer; 0 = off), got {k!r}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not _finite(w) or w <= 0:
+            raise ConfigError(f"floss_weight must be a finite number > 0, got {w!r}")
+        if not (whole(n) and n >= 1):
+            raise ConfigError(f"floss_steps must be a whole number >= 1, got {n!r}")
+        if not k and (w != FLOSS_DEFAULTS["floss_weight"] or n != FLOSS_DEFAULTS["floss_steps"]):
+            raise ConfigError("floss_weight and floss_steps need floss >= 1 (--floss K, the "
+                              "exponents flossed; 0 = off)")
+        if k and self.cell.norm != "none":
+            raise ConfigError(f"floss needs a cell without in-cell normalization (as seqbench "
+                              f"dynamics: no one-step map of one sequence to differentiate); drop "
+                              f"--norm {self.cell.norm} or --floss")
+        return float(w)
+
+    def _probes(self) -> tuple[str, ...]:
+        """``probes`` checked and put in canonical order (PROBES), duplicates dropped; the
+        gradient probe alone (the default) is ``()``, so that such runs keep their config ids."""
+        given = self.probes
+        if isinstance(given, str) or not isinstance(given, (tuple, list)):
+            raise ConfigError(f"probes must be a list of {', '.join(PROBES)}, got {given!r}")
+        bad = [p for p in given if p not in PROBES]
+        if bad:
+            raise ConfigError(f"unknown probe {bad[0]!r}; allowed: {', '.join(PROBES)}")
+        probes = tuple(p for p in PROBES if p in given)
+        if probes == ("gradient",):
+            probes = ()
+        if given and self.probe_every == 0:
+            raise ConfigError("probes need probe_every > 0 (--probe-every N: probe at step 0, "
+                              "every N steps and at the end)")
+        dynamics = [p for p in probes if p != "gradient"]
+        if dynamics and self.cell.norm != "none":
+            raise ConfigError(f"the {dynamics[0]} probe needs a cell without in-cell "
+                              "normalization (batch norm mixes the sequences of a batch: no "
+                              f"per-sequence map); drop --norm {self.cell.norm} or that probe")
+        return probes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,6 +204,8 @@ class RunConfig:
             cell = CellConfig(**cell)
         if isinstance(d.get("eval_seq_lens"), list):  # JSON has no tuples
             d["eval_seq_lens"] = tuple(d["eval_seq_lens"])
+        if isinstance(d.get("probes"), list):
+            d["probes"] = tuple(d["probes"])
         return cls(cell=cell, **d)
 
     def columns(self) -> dict:
@@ -147,7 +217,9 @@ class RunConfig:
                 d.update(value.to_dict())
             elif f.name == "eval_seq_lens":  # one cell of runs.csv: "200 500"
                 d[f.name] = " ".join(map(str, value))
-            elif f.name not in ENVIRONMENT_FIELDS:
+            elif f.name in FLOSS_DEFAULTS and not self.floss:  # off: blank, as in older rows
+                d[f.name] = None
+            elif f.name not in ENVIRONMENT_FIELDS and f.name != "probes":
                 d[COLUMN_NAMES.get(f.name, f.name)] = value
         return d
 
@@ -163,5 +235,10 @@ class RunConfig:
         d = {k: v for k, v in self.validate().to_dict().items() if k not in ENVIRONMENT_FIELDS}
         if not d["eval_seq_lens"]:  # added later: runs without it keep the ids they were given
             del d["eval_seq_lens"]
+        if not d["probes"]:  # the same: runs with the gradient probe alone keep their ids
+            del d["probes"]
+        if not d["floss"]:  # the same: runs without flossing keep their ids
+            for name in FLOSS_DEFAULTS:
+                del d[name]
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

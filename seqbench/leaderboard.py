@@ -84,7 +84,7 @@ from seqbench.cells import CellConfig, cell_names
 from seqbench.choices import IMPLS
 from seqbench.config import COLUMN_NAMES, RunConfig, config_column_names
 from seqbench.errors import ConfigError
-from seqbench.results import read_results
+from seqbench.results import check_location, read_results
 from seqbench.tables import render
 from seqbench.tasks import check_task_name, task_names
 
@@ -597,6 +597,7 @@ def check_output(out: str | os.PathLike) -> Path:
         raise ConfigError(f"--out must name a CSV file, got {str(out)!r}")
     if path.is_dir():
         raise ConfigError(f"--out {path} is a directory; give a file name, e.g. {path / 'leaderboard.csv'}")
+    check_location(path, write=True, what="--out")  # a FIFO, a link to nothing: before reading
     return path
 
 

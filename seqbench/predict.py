@@ -18,6 +18,27 @@ layer of the model) gives the init-time measures (``MEASURES``):
                        compared as "> c"); within one task (one T) c is that task's largest lag
                        and nothing reached is lost.
 
+and, where the run has a dynamics measurement at step 0 (``<run folder>/dynamics.csv``, written
+by ``seqbench run --probe lyapunov --probe jacobian``; or a row set of ``seqbench dynamics
+--spec`` given as ``dynamics=``), two measures of its top layer's hidden-state dynamics
+(``DYNAMICS_MEASURES``; seqbench.dynamics):
+
+``lyapunov_max``       the largest Lyapunov exponent lambda_1 (per step, natural log; batch mean):
+                       < 0, nearby trajectories converge (the state forgets at that rate)
+``jacobian_norm``      the median over the sequence of ||J_t||_2, the spectral norm of the
+                       one-step Jacobian d s_t / d s_{t-1} (batch mean at each of the measured
+                       steps). Chosen over the top singular value of a k-step product (normalized
+                       as s_1^(1/k)): one step's norm is defined at every T and needs no lag, and
+                       its median is robust to the first steps from the zero state; the k-step
+                       product's normalized value approaches exp(lambda_1) as k grows, which
+                       ``lyapunov_max`` already gives.
+
+A ``dynamics=`` file is joined to the runs by what fixes the initial model and the measured batch
+(``INIT_KEYS``: task, variant, T, every cell column, seed), not by the learning rate, the
+clipping or the arm's label, none of which changes the weights a run starts from; a run's own
+dynamics.csv is used first. With several step-0 measurements of one initial model, the last is
+used.
+
 Per measure (``predict``): the number of runs with the measure, of them solved (on the test set;
 a diverged run never is), the **ROC AUC** for ``solved`` (the Mann-Whitney U of the solved runs'
 values against the unsolved ones' over n_solved * n_unsolved: the probability that a solved run
@@ -48,6 +69,7 @@ from scipy import stats as sps
 from seqbench.errors import ConfigError
 
 MEASURES = ("decay_factor", "abs_log_decay", "log10_ratio_lag_T", "horizon")
+DYNAMICS_MEASURES = ("lyapunov_max", "jacobian_norm")
 RESAMPLES = 2_000
 CONF = 0.95
 RESAMPLE_UNITS = ("runs", "config")
@@ -216,33 +238,141 @@ def init_measures(grads_csv: str | os.PathLike) -> dict | None:
     }
 
 
+def _cell_columns() -> list[str]:
+    from seqbench.results import CELL_COLUMNS
+
+    return list(CELL_COLUMNS)
+
+
+def init_keys() -> list[str]:
+    """The columns that fix a run's initial model and measured batch (see the module docstring)."""
+    return ["task", "variant", "seq_len", *_cell_columns(), "seed"]
+
+
+def _key_text(v) -> str:
+    """One value of a key as text that a runs CSV and a dynamics CSV spell alike: blank for
+    missing, lower-case booleans, numbers as floats (25 and 25.0 are one T)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    text = str(v).strip()
+    if text.lower() in ("", "nan", "none"):
+        return ""
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        return repr(float(text))
+    except ValueError:
+        return text
+
+
+def init_key(row: dict) -> tuple:
+    return tuple(_key_text(row.get(k)) for k in init_keys())
+
+
+def dynamics_measures(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per step-0 measurement (``probe_id``) of a dynamics table, top layer: ``lyapunov_max``
+    and ``jacobian_norm`` (NaN where it was not measured), with the ``init_keys`` columns;
+    one row per initial model (``init_key``), the last measurement of each."""
+    keys = init_keys()
+    missing = [c for c in ("probe_id", "step", "measure", "layer", "layers", "value", *keys)
+               if c not in rows.columns]
+    if missing:
+        raise ConfigError(f"not a dynamics CSV (no column {missing[0]}); seqbench dynamics and "
+                          "seqbench run --probe write them")
+    df = rows[pd.to_numeric(rows["step"], errors="coerce") == 0]
+    df = df[pd.to_numeric(df["layer"], errors="coerce")
+            == pd.to_numeric(df["layers"], errors="coerce") - 1]
+    value = pd.to_numeric(df["value"], errors="coerce")
+    lyap = df[(df["measure"] == "lyapunov") & (pd.to_numeric(df["index"], errors="coerce") == 0)]
+    norms = df["measure"] == "step_norm"
+    out = df.groupby("probe_id", sort=False)[keys].first()
+    out["lyapunov_max"] = value[lyap.index].groupby(lyap["probe_id"], sort=False).first()
+    out["jacobian_norm"] = value[norms].groupby(df.loc[norms, "probe_id"], sort=False).median()
+    out = out.reset_index()
+    out["init_key"] = [init_key(r) for r in out.to_dict("records")]
+    return out.drop_duplicates("init_key", keep="last").reset_index(drop=True)
+
+
+def read_dynamics_file(path: str | os.PathLike) -> dict[tuple, dict]:
+    """``dynamics_measures`` of a dynamics CSV (``seqbench dynamics --spec``): init key ->
+    {measure: value}."""
+    from seqbench.dynamics.records import read_dynamics
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no such dynamics CSV: {path}")
+    try:
+        found = dynamics_measures(read_dynamics([path]))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return {r["init_key"]: {m: float(r[m]) for m in DYNAMICS_MEASURES}
+            for r in found.to_dict("records")}
+
+
+def _run_dynamics(path: Path) -> dict | None:
+    """The step-0 dynamics measures of one run's own ``dynamics.csv`` (None: none at step 0)."""
+    from seqbench.results import read_results
+
+    try:
+        found = dynamics_measures(read_results(path))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    if found.empty:
+        return None
+    return {m: float(found[m].iloc[-1]) for m in DYNAMICS_MEASURES}
+
+
 def load(runs_csv: str | os.PathLike, select: Sequence[str] = (),
-         task: str | None = None) -> tuple[pd.DataFrame, int]:
+         task: str | None = None, dynamics: str | os.PathLike | None = None
+         ) -> tuple[pd.DataFrame, int]:
     """The finished runs of ``runs_csv`` (optionally one task; with ``select``: only the
     configurations the leaderboard selects on validation) joined with their init measures, and
-    how many finished runs were left out for having no step-0 probe. A ConfigError when no run
-    has one."""
+    how many finished runs were left out for having no measurement at step 0. The gradient
+    measures come from each run's grads.csv, the dynamics measures from its dynamics.csv, else
+    from ``dynamics`` (a ``seqbench dynamics --spec`` CSV) by initial model. A ConfigError when
+    no run has any."""
     from seqbench import leaderboard as lb
 
     path = Path(runs_csv)
     if not path.is_file():
         raise ConfigError(f"no such runs CSV: {path}")
+    spec_rows = read_dynamics_file(dynamics) if dynamics is not None else None
     runs = lb.selected_runs(path, tuple(select), task) if select else lb.load_runs(path, task)
     runs = lb.finished_runs(runs)
     if runs.empty:
         raise ConfigError(f"{path} has no finished runs (status ok or diverged)")
     keys = lb.key_columns(runs.columns)
-    measured = []
+    measured, joined = [], 0
     for index, row in zip(runs.index, runs.to_dict("records")):
         folder = _run_folder(path.parent, row)
         grads = folder / "grads.csv" if folder is not None else None
-        found = init_measures(grads) if grads is not None and grads.is_file() else None
-        if found is not None:
+        found = dict(init_measures(grads) or {}) if grads is not None and grads.is_file() else {}
+        own = folder / "dynamics.csv" if folder is not None else None
+        dyn = _run_dynamics(own) if own is not None and own.is_file() else None
+        if dyn is None and spec_rows is not None:
+            key = init_key(row)
+            if key in spec_rows:
+                dyn = spec_rows[key]
+                joined += 1
+        if dyn is not None:
+            found.update(dyn)
+        if found:
             measured.append({"index": index, **found})
+    if spec_rows is not None and not joined:
+        raise ConfigError(f"no run of {path} matches a measurement of {dynamics} (joined on "
+                          f"{', '.join(init_keys()[:3])}, the cell columns and seed: measure "
+                          f"the runs' spec, seqbench dynamics --spec SPEC)")
     if not measured:
         raise ConfigError(f"no run of {path} has a gradient probe at step 0 (<run folder>/grads.csv;"
-                          " seqbench run --probe-every N writes it)")
+                          " seqbench run --probe-every N writes it) or dynamics at step 0 "
+                          "(--probe lyapunov; or --dynamics FILE)")
     m = pd.DataFrame(measured).set_index("index")
+    for name in (*MEASURES, *DYNAMICS_MEASURES):
+        if name not in m and name != "horizon":
+            m[name] = np.nan
+    for name in ("horizon_reached", "max_lag"):
+        if name not in m:
+            m[name] = np.nan
     out = runs.loc[m.index].copy()
     out = out.join(m)
     out["solved"] = lb.solved_mask(out).to_numpy()
@@ -255,12 +385,20 @@ def load(runs_csv: str | os.PathLike, select: Sequence[str] = (),
     return out.reset_index(drop=True), len(runs) - len(out)
 
 
+def measures_of(frame: pd.DataFrame) -> list[str]:
+    """The measures ``frame``'s runs have: the gradient ones where any run was probed, the
+    dynamics ones where any run has them."""
+    grad = list(MEASURES) if frame["max_lag"].notna().any() else []
+    return grad + [m for m in DYNAMICS_MEASURES if frame[m].notna().any()]
+
+
 def horizon_ranked(frame: pd.DataFrame) -> np.ndarray:
     """The horizon for rank statistics (see the module docstring): reached at a lag <= c, the
-    smallest largest lag among ``frame``'s runs, else +inf."""
+    smallest largest lag among ``frame``'s runs, else +inf (NaN for a run without a probe)."""
     reached = frame["horizon_reached"].to_numpy(dtype=float)
     c = frame["max_lag"].min()
-    return np.where(~np.isnan(reached) & (reached <= c), reached, np.inf)
+    ranked = np.where(~np.isnan(reached) & (reached <= c), reached, np.inf)
+    return np.where(frame["max_lag"].isna().to_numpy(), np.nan, ranked)
 
 
 def _median(x: np.ndarray) -> float:
@@ -277,7 +415,7 @@ def measure_table(frame: pd.DataFrame, task: str = POOLED, resample: str = "runs
     time = frame["time_to_solve"].to_numpy(dtype=float)
     groups = frame["config"].to_numpy() if resample == "config" else None
     rows = []
-    for name in MEASURES:
+    for name in measures_of(frame):
         x = horizon_ranked(frame) if name == "horizon" else frame[name].to_numpy(dtype=float)
         have = ~np.isnan(x)
         lo, hi = bootstrap_auc_ci(x, solved, groups, CONF, n_resamples, seed)
@@ -295,10 +433,12 @@ def measure_table(frame: pd.DataFrame, task: str = POOLED, resample: str = "runs
 
 def predict(runs_csv: str | os.PathLike, select: Sequence[str] = (), task: str | None = None,
             by_task: bool = False, resample: str = "runs", n_resamples: int = RESAMPLES,
-            seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+            seed: int = 0, dynamics: str | os.PathLike | None = None
+            ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(the table: per measure, per task with ``by_task`` and pooled (task ``"all"``); the runs
-    with their measures; the number of finished runs left out for want of a step-0 probe)."""
-    frame, missing = load(runs_csv, select, task)
+    with their measures; the number of finished runs left out for want of a step-0 measurement).
+    ``dynamics``: a ``seqbench dynamics --spec`` CSV for the runs without a dynamics.csv."""
+    frame, missing = load(runs_csv, select, task, dynamics)
     parts = []
     if by_task:
         for name, group in frame.groupby("task", sort=True):
@@ -349,7 +489,8 @@ def figure(frame: pd.DataFrame, table: pd.DataFrame, title: str | None = None):
 
     from seqbench.plots import MARKERS, new_figure
 
-    fig, axes = new_figure(len(MEASURES), width=4.2, height=3.2, per_row=2)
+    measures = measures_of(frame)
+    fig, axes = new_figure(len(measures), width=4.2, height=3.2, per_row=2)
     tasks = sorted(frame["task"].unique())
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
     rng = np.random.default_rng(0)
@@ -358,7 +499,7 @@ def figure(frame: pd.DataFrame, table: pd.DataFrame, title: str | None = None):
         pooled = table
     jitter = rng.uniform(-0.18, 0.18, size=len(frame))
     y = frame["solved"].to_numpy(dtype=float) + jitter
-    for ax, name in zip(axes, MEASURES):
+    for ax, name in zip(axes, measures):
         if name == "horizon":
             x = frame["horizon_reached"].to_numpy(dtype=float)
             none_at = float(frame["max_lag"].max()) + 2

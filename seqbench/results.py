@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import io
 import math
 import os
+import stat
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields
@@ -42,6 +44,8 @@ RUN_COLUMNS = [
     "optimizer", "lr", "clip", "clip_mode", "batch_size", "step_budget", "eval_every", "eval_size",
     "test_size", "until_solved", "seed", "probe_every",
     "eval_seq_lens",  # the lags the final model was also tested at (runs/<run_id>/lengths.csv)
+    # gradient flossing (seqbench.flossing): exponents flossed, weight, steps; blank when off
+    "floss", "floss_weight", "floss_steps",
     # final_loss, loss_ratio, accuracy, solved: the TEST set, on the final model (reported);
     # solved_step: first evaluation where the validation set met the criterion (when solved)
     "status", "steps_taken", "final_loss", "baseline_loss", "loss_ratio", "accuracy",
@@ -107,7 +111,26 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+#: the bytes a UTF-8 byte-order mark is (seqbench never writes one)
+BOM = b"\xef\xbb\xbf"
+
+
+def _refuse_bom(path: Path) -> None:
+    """Every reader and writer refuses a file that starts with a byte-order mark, in the same
+    words. seqbench never writes one, so another program (a spreadsheet) saved the file, and may
+    have changed its values too; read as text the mark is an invisible character glued to the
+    first column's name, so the message names it by its bytes."""
+    with open(path, "rb") as f:
+        if f.read(len(BOM)) == BOM:
+            raise ResultsFileError(
+                f"{path} starts with a UTF-8 byte-order mark (bytes EF BB BF), which seqbench "
+                "never writes: another program saved it; refusing to use it, file untouched "
+                f"(remove the mark to use it: sed -i '1s/^\\xEF\\xBB\\xBF//' {path})")
+
+
 def _read_header(path: Path) -> list[str]:
+    check_location(path)
+    _refuse_bom(path)
     try:
         with open(path, newline="", encoding="utf-8") as f:
             return next(csv.reader([f.readline()]), [])
@@ -168,8 +191,26 @@ def _torn_header(path: Path, columns: Sequence[str]) -> bool:
     return b"\n" not in content and header.startswith(content)
 
 
+def _torn_schema(path: Path) -> list[str] | None:
+    """The columns of the seqbench schema whose header ``path`` holds the beginning of, and
+    nothing else (``_torn_header``); None for any other file. For readers, which are not told
+    the file's schema."""
+    if _torn_header(path, RUN_COLUMNS):
+        return list(RUN_COLUMNS)
+    from seqbench.grads import GRADS_COLUMNS  # here: seqbench.grads imports this module
+
+    return list(GRADS_COLUMNS) if _torn_header(path, GRADS_COLUMNS) else None
+
+
+def _same_columns(header: list[str], columns: Sequence[str]) -> bool:
+    """The right columns in another order (a file re-sorted by another tool): every reader
+    reads by column name, so appends write in the file's own order rather than refuse it."""
+    return len(header) == len(columns) and set(header) == set(columns)
+
+
 def _refuse_foreign(path: Path, header: list[str], columns: Sequence[str]) -> None:
-    if header != list(columns) and not set(header) < set(columns):
+    if header != list(columns) and not set(header) < set(columns) \
+            and not _same_columns(header, columns):
         raise ResultsFileError(
             f"{path} has columns that are not seqbench's "
             f"(first: {', '.join(header[:4])}...); refusing to append, file untouched"
@@ -181,6 +222,7 @@ def check_appendable(path: str | os.PathLike, columns: Sequence[str]) -> None:
     results file before it trains and writes its folder."""
     path = Path(path)
     _refuse_folder(path)
+    check_location(path, write=True)  # and writable: found before training, not after
     if path.is_file() and path.stat().st_size > 0 and not _torn_header(path, columns):
         _refuse_foreign(path, _read_header(path), columns)
 
@@ -189,11 +231,79 @@ def _refuse_folder(path: Path) -> None:
     """A results file must be a file, in a folder that exists or can be created."""
     if path.name in ("", "..") or path.is_dir():
         raise ResultsFileError(f"results file {str(path) or repr('')} is a folder; give a file name")
+    check_location(path, write=True, access=False)
+
+
+def _kind(mode: int) -> str | None:
+    """What a file that is neither a regular file nor a folder is, in words (None for those)."""
+    for test, words in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return words
+    return None
+
+
+def _dangling(path: Path) -> str | None:
+    """The target of ``path`` when it is a symbolic link to nothing; else None."""
+    if path.is_symlink() and not path.exists():
+        return os.readlink(path)
+    return None
+
+
+def check_location(path: str | os.PathLike, write: bool = False, what: str = "",
+                   access: bool | None = None) -> None:
+    """Refuse, in one line, a file that every command must refuse before it reads or trains:
+    a FIFO, socket or device (reading one blocks until another process writes, for ever; a row
+    written to one is lost), a symbolic link to nothing (here or as one of its folders: the
+    file would be created somewhere unexpected, or nowhere), and, with ``write``, a file or a
+    first existing folder that cannot be written (found now, not after hours of training).
+
+    A regular file, a symbolic link to one, and a missing file are fine. ``what`` names the
+    option the path came from (e.g. ``--out``), for the message. ``access=False`` leaves the
+    permissions to the write itself (``append_rows``: its OSError is what keeps a finished run's
+    row in its folder)."""
+    path = Path(path)
+    access = write if access is None else access
+    name = f"{what} {path}".strip()
+    target = _dangling(path)
+    if target is not None:
+        raise ResultsFileError(f"{name} is a symbolic link to {target}, which does not exist; "
+                               "remove the link or give another path")
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as e:  # a loop of links, a name too long...
+        raise ResultsFileError(f"cannot use {name}: {e.strerror}") from None
+    kind = _kind(mode) if mode is not None else None
+    if kind:
+        raise ResultsFileError(f"{name} is {kind}, not a file; refusing to "
+                               f"{'write' if write else 'read'} it (give a regular file)")
+    if not write:
+        return
+    if access and mode is not None and not os.access(path, os.W_OK):
+        raise ResultsFileError(f"cannot write {name}: {_why_not_writable(path)}")
     for parent in path.parents:
+        target = _dangling(parent)
+        if target is not None:
+            raise ResultsFileError(f"cannot write {name}: {parent} is a symbolic link to "
+                                   f"{target}, which does not exist")
         if parent.exists():
             if not parent.is_dir():
-                raise ResultsFileError(f"cannot write {path}: {parent} is a file, not a folder")
+                raise ResultsFileError(f"cannot write {name}: {parent} is a file, not a folder")
+            if access and not os.access(parent, os.W_OK | os.X_OK):
+                raise ResultsFileError(f"cannot write {name}: {_why_not_writable(parent)}: "
+                                       f"{parent}")
             break
+
+
+def _why_not_writable(path: Path) -> str:
+    """os.strerror of what a write to ``path`` would fail with (as the OSError would say it)."""
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return os.strerror(errno.EROFS if read_only else errno.EACCES)
 
 
 def append_rows(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[str]) -> None:
@@ -215,7 +325,11 @@ def append_rows(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence
             header = _read_header(path)
             if header != columns:
                 _refuse_foreign(path, header, columns)
-                _upgrade(path, header, columns)
+                if _same_columns(header, columns):  # rows go by name, in the file's order
+                    columns = header
+                    body = _csv_text(rows, columns, header=False).encode()
+                else:
+                    _upgrade(path, header, columns)
         data = (_csv_text([], columns, header=True).encode() if not exists else b"") + body
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -270,8 +384,10 @@ def _well_formed(path: Path) -> tuple[list[str], list[list[str]]]:
     Rows are checked against the header here, one physical line each, not by pandas: pandas pads
     a row with too few fields (the usual torn line) with NaN instead of reporting it, and a torn
     quoted field would swallow the lines after it."""
+    check_location(path)  # a FIFO would block this read for ever
     if not path.exists():
         raise ConfigError(f"results file {path} does not exist")
+    _refuse_bom(path)
     bad: list[tuple[int, str]] = []
     rows = []
     try:
@@ -280,6 +396,15 @@ def _well_formed(path: Path) -> tuple[list[str], list[list[str]]]:
             first = next(lines, None)
             if first is None:
                 raise ResultsFileError(f"cannot read {path} as a CSV: the file is empty")
+            if first[1] is None and not first[2].endswith(("\n", "\r")):
+                # Only the beginning of seqbench's header: its first writer was killed while
+                # writing it. Every command takes it for what it is, a results file with no
+                # rows yet: the next append rewrites the header (append_rows), so refusing it
+                # here as "not seqbench's" while `seqbench run` repairs it would be two answers
+                # for one file. Readers then say "no runs yet"; a sweep runs everything.
+                schema = _torn_schema(path)
+                if schema is not None:
+                    return schema, []
             header = first[1] if first[1] is not None else next(csv.reader([first[2]]))
             for number, row, line in lines:
                 if row is None or len(row) != len(header):

@@ -6,13 +6,15 @@ Layout of ``out`` (default ``results/``)::
     results/runs/<run_id>/config.json
     results/runs/<run_id>/curve.csv  step, train_loss, eval_loss, accuracy, grad_norm, elapsed_s
     results/runs/<run_id>/grads.csv  gradient norm against lag (with probe_every > 0)
+    results/runs/<run_id>/dynamics.csv  Lyapunov exponents, Jacobians ... (probes = lyapunov ...)
     results/runs/<run_id>/checkpoint.pt  model, optimizer, RNG and curve (with checkpoint_every),
                                          after a header line with the SHA-256 of those bytes
 
 A finished run folder holds only these files: temporary files of killed or failed writes, and the
-lock files of its own CSVs, are removed when the run ends. ``resume_run`` refuses a config.json
-that no longer gives the run's config_id (hand-edited) and a checkpoint whose checksum does not
-match.
+lock files of its own CSVs, are removed when the run ends. While a run or its resume writes the
+folder it holds ``.run.lock`` (seqbench.claims.hold_run_folder): one writer per run folder.
+``resume_run`` refuses a config.json that no longer gives the run's config_id (hand-edited) and a
+checkpoint whose checksum does not match.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import pickle
 import re
 import signal
+import tempfile
 import threading
 import time
 import types
@@ -40,6 +43,7 @@ import torch
 from seqbench import lengths
 from seqbench.cells import CellConfig
 from seqbench.choices import DEFAULT_OUT
+from seqbench.claims import hold_run_folder
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
 from seqbench.grads import GRADS_COLUMNS, ProbeSetup, TrainingProbe
@@ -88,7 +92,8 @@ def _remove_leftovers(run_dir: Path) -> None:
     files of the folder's own CSVs (``.grads.csv.lock``, ``.lengths.csv.lock``): only the run's
     one process appends to them, and it has finished writing them when this is called."""
     names = ["config.tmp", Path(KEPT_ROW).with_suffix(".tmp").name, ".curve.csv.tmp",
-             ".grads.csv.tmp", ".grads.csv.lock", ".lengths.csv.lock"]
+             ".grads.csv.tmp", ".grads.csv.lock", ".lengths.csv.lock", ".dynamics.csv.tmp",
+             ".dynamics.csv.lock"]
     for path in [*(run_dir / n for n in names), *run_dir.glob(".checkpoint.*.tmp")]:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             path.unlink()
@@ -154,7 +159,14 @@ def _stop_on_signals(enabled: bool):
             raise KeyboardInterrupt
         state["signum"] = signum
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A signal the process was started with ignored stays ignored (`trap '' INT`, `nohup`-style
+    # wrappers, and a shell's background jobs `cmd &`, which it starts with SIGINT ignored): the
+    # user asked for Ctrl-C not to reach this process. `seqbench sweep` does the same (Python
+    # installs no KeyboardInterrupt handler then, and seqbench.sweep keeps it so), so run and
+    # sweep answer Ctrl-C alike; SIGTERM (kill) stops both unless it is ignored too.
+    signals = [sig for sig in (signal.SIGINT, signal.SIGTERM)
+               if signal.getsignal(sig) is not signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield state
     finally:
@@ -280,15 +292,24 @@ def execute_run(cfg: RunConfig, out: str | os.PathLike = DEFAULT_OUT, quiet: boo
     out = Path(out)
     check_appendable(out / "runs.csv", RUN_COLUMNS)  # a foreign runs.csv fails before any work
     trainer = Trainer(cfg, device)  # a cell that cannot be built fails before anything is written
-    run_dir = _new_run_dir(out / "runs", cfg)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    _write_json(run_dir / "config.json", {"run_id": run_dir.name, "config_id": cfg.config_id(),
-                                          "started_at": started_at,
-                                          "checkpoint_every": checkpoint_every, **cfg.to_dict()})
-    with open(run_dir / "curve.csv", "w", newline="") as f:
-        csv.DictWriter(f, CURVE_COLUMNS, lineterminator="\n").writeheader()
-    return _drive(trainer, run_dir, out, started_at, quiet, progress_stream, checkpoint_every,
-                  handle_signals, tensorboard)
+    # Signals are caught from before the run folder exists: a Ctrl-C between its creation and
+    # the first step stops the run at step 0, with an interrupted row and a checkpoint, so every
+    # folder without a finished row is resumable (before this, such a folder was left half made:
+    # a config.json, no checkpoint, no row). A signal before this line leaves no folder.
+    with _stop_on_signals(handle_signals) as signals:
+        run_dir = _new_run_dir(out / "runs", cfg)
+        # one writer per run folder: a `--resume` of it while it runs refuses (seqbench.claims)
+        with hold_run_folder(run_dir):
+            started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            _write_json(run_dir / "config.json", {"run_id": run_dir.name,
+                                                  "config_id": cfg.config_id(),
+                                                  "started_at": started_at,
+                                                  "checkpoint_every": checkpoint_every,
+                                                  **cfg.to_dict()})
+            with open(run_dir / "curve.csv", "w", newline="") as f:
+                csv.DictWriter(f, CURVE_COLUMNS, lineterminator="\n").writeheader()
+            return _drive(trainer, run_dir, out, started_at, quiet, progress_stream,
+                          checkpoint_every, handle_signals, tensorboard, signals=signals)
 
 
 def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=None,
@@ -297,8 +318,24 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
                tensorboard: str | os.PathLike | None = None) -> tuple[dict, str]:
     """Continue an interrupted run from its ``checkpoint.pt``; on CPU the result is
     bit-identical to an uninterrupted run. Its learning curve and gradient rows are cut back to
-    the checkpoint, then grow again; a new row is appended to runs.csv."""
-    run_dir = Path(run_dir)
+    the checkpoint, then grow again; a new row is appended to runs.csv. A finished run whose row
+    could not be appended (a full disk) gets its kept row appended, without training again.
+
+    One writer per run folder: the folder's lock (``seqbench.claims.hold_run_folder``) is held
+    from before the "already finished" check to the end, so a second resume of the folder, or a
+    resume of a run still running, refuses in one line (RunFolderBusy) instead of training and
+    recording the run twice."""
+    args = (quiet, progress_stream, handle_signals, device, threads, tensorboard)
+    if not (Path(run_dir) / "config.json").is_file():
+        return _resume(Path(run_dir), *args)  # not a run folder: its refusal, nothing locked
+    with hold_run_folder(Path(run_dir).resolve()):
+        return _resume(Path(run_dir), *args)
+
+
+def _resume(run_dir: Path, quiet: bool, progress_stream, handle_signals: bool,
+            device: str | None, threads: int | None,
+            tensorboard: str | os.PathLike | None) -> tuple[dict, str]:
+    """resume_run, with the run folder's lock held."""
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no config.json)")
@@ -321,7 +358,8 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
     except (ValueError, TypeError, AttributeError) as e:  # hand-edited or damaged JSON
         raise ConfigError(f"{config_path} is not a seqbench run config "
                           f"({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
-    out = run_dir.parent.parent
+    run_dir, out = _locate(run_dir, meta.get("run_id"))
+    config_path = run_dir / "config.json"
     _check_config_id(cfg, meta.get("config_id"), config_path, out / "runs.csv")
     check_appendable(out / "runs.csv", RUN_COLUMNS)
     runs_csv = out / "runs.csv"
@@ -349,8 +387,50 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
     if grads_path.is_file():  # probes at or after the checkpoint's step are taken again
         kept = [r for r in read_rows(grads_path) if r["step"].isdigit() and int(r["step"]) < step]
         _rewrite_csv(grads_path, GRADS_COLUMNS, kept)
+    dynamics_path = run_dir / "dynamics.csv"
+    if dynamics_path.is_file():  # the same for the dynamics probes (--probe lyapunov ...)
+        from seqbench.dynamics.records import DYNAMICS_COLUMNS
+
+        kept = [r for r in read_rows(dynamics_path)
+                if r["step"].isdigit() and int(r["step"]) < step]
+        _rewrite_csv(dynamics_path, DYNAMICS_COLUMNS, kept)
     return _drive(trainer, run_dir, out, meta.get("started_at", ""), quiet, progress_stream,
                   checkpoint_every, handle_signals, tensorboard)
+
+
+def _locate(run_dir: Path, run_id) -> tuple[Path, Path]:
+    """The run folder as its results folder knows it, and that results folder (OUT: the run's
+    rows go to OUT/runs.csv). A run folder is OUT/runs/<run id>. Given through a symbolic link
+    (``--resume LINK``, LINK -> results/runs/<run id>), the folder above the link is no results
+    folder: its rows would start a new runs.csv there, under the link's name as run id. So both
+    the path as given and the real one (links followed) are tried: of those inside a ``runs/``
+    folder and named as config.json's run_id, the one whose runs.csv records the run wins, else
+    the path as given, else the real one; none is a one-line refusal."""
+    given = Path(os.path.abspath(run_dir))  # ".." and "." taken out, links kept
+    real = run_dir.resolve()
+    candidates = []
+    for folder in (given, real):
+        if folder.parent.name == "runs" and folder.name == (run_id or folder.name) \
+                and folder not in candidates:
+            candidates.append(folder)
+    if not candidates:
+        raise ConfigError(f"{run_dir} is not a run folder inside a results folder (OUT/runs/"
+                          f"<run id>; it is {real}), so the runs.csv its rows belong to is "
+                          "unknown; give the run folder's path under its results folder")
+    for folder in candidates:
+        runs_csv = folder.parent.parent / "runs.csv"
+        if runs_csv.is_file():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a damaged line is reported by the steps after
+                try:
+                    if any(r.get("run_id") == folder.name for r in read_rows(runs_csv)):
+                        break
+                except ConfigError:
+                    pass
+    else:
+        folder = candidates[0]
+    # the path as the user typed it when that is the one (messages and the row's run_dir)
+    return (run_dir if folder == given else folder), folder.parent.parent
 
 
 def _is_int(value) -> bool:
@@ -365,8 +445,10 @@ def _has_type(value, hint) -> bool:
     for t in args:
         if t is type(None) and value is None:
             return True
-        if typing.get_origin(t) is tuple:
-            if isinstance(value, (list, tuple)) and all(_is_int(v) for v in value):
+        if typing.get_origin(t) is tuple:  # tuple[int, ...] (eval_seq_lens), tuple[str, ...]
+            item = typing.get_args(t)[0]
+            if isinstance(value, (list, tuple)) and all(
+                    isinstance(v, str) if item is str else _is_int(v) for v in value):
                 return True
         elif t is bool and isinstance(value, bool):
             return True
@@ -399,7 +481,8 @@ def _type_problem(d: dict, cls, prefix: str = "") -> str | None:
         elif not _has_type(value, hint):
             union = typing.get_origin(hint) in (typing.Union, types.UnionType)
             args = typing.get_args(hint) if union else (hint,)
-            words = " or ".join("a list of integers" if typing.get_origin(t) is tuple
+            words = " or ".join(("a list of strings" if typing.get_args(t)[0] is str
+                                 else "a list of integers") if typing.get_origin(t) is tuple
                                 else _TYPE_WORDS.get(t, str(t)) for t in args)
             return f"{prefix}{name} is {json.dumps(value)}, not {words}"
     return None
@@ -469,9 +552,11 @@ def _rewrite_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
 
 def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: bool,
            progress_stream, checkpoint_every: int, handle_signals: bool,
-           tensorboard: str | os.PathLike | None = None) -> tuple[dict, str]:
+           tensorboard: str | os.PathLike | None = None,
+           signals: dict | None = None) -> tuple[dict, str]:
     """Train with the run folder's callbacks (curve, probe, checkpoints, progress, TensorBoard
-    events), then write the runs.csv row."""
+    events), then write the runs.csv row. ``signals``: the state of a ``_stop_on_signals``
+    the caller holds already (else one is entered here, with ``handle_signals``)."""
     cfg, task, device = trainer.cfg, trainer.task, trainer.device
     # --threads, or this run's share of the cores with the other runs (seqbench.threads)
     share = ThreadShare(cfg.threads, shared=device.type == "cpu")
@@ -500,14 +585,23 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
                          f"{rate:.1f} steps/s")
 
     probe = None
-    if cfg.probe_every > 0:
+    if cfg.probe_every > 0 and (not cfg.probes or "gradient" in cfg.probes):
         setup = ProbeSetup.create(task, cfg.seq_len, cfg.cell, cfg.seed, cfg.batch_size, device,
                                   cfg.label)
         probe = TrainingProbe(setup, run_dir / "grads.csv", run_dir.name)
         if events:
             probe_rows = probe
             probe = lambda step, model: events.probe(step, probe_rows(step, model))  # noqa: E731
-    with _stop_on_signals(handle_signals) as signals, share:
+    if cfg.probe_every > 0 and cfg.probes:  # --probe lyapunov ...: <run dir>/dynamics.csv
+        from seqbench.dynamics.records import TrainingDynamics
+
+        measure = TrainingDynamics.for_run(cfg, task, device, run_dir / "dynamics.csv",
+                                           run_dir.name)
+        if measure is not None:
+            probe = _both(probe, measure)
+    held = contextlib.nullcontext(signals) if signals is not None \
+        else _stop_on_signals(handle_signals)
+    with held as signals, share:
         try:
             result = trainer.run(
                 on_eval=on_eval, on_step=on_step, probe=probe,
@@ -524,8 +618,11 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
     row = {**_row(trainer, result, run_dir, started_at, baseline, device), "threads": share.used}
     # the other lags first: a run recorded in runs.csv has all of its rows
     try:
-        lengths.write_rows(run_dir, lengths.length_rows(cfg, task, run_dir.name,
-                                                        row["config_id"], result))
+        extra = lengths.length_rows(cfg, task, run_dir.name, row["config_id"], result)
+        try:
+            lengths.write_rows(run_dir, extra)
+        except OSError as e:  # the row is kept all the same (a full disk loses no result)
+            _record(out / "runs.csv", row, run_dir, problem=e)
         _record(out / "runs.csv", row, run_dir)
     finally:
         _remove_leftovers(run_dir)  # and the lock files of grads.csv and lengths.csv
@@ -536,37 +633,100 @@ def _drive(trainer: Trainer, run_dir: Path, out: Path, started_at: str, quiet: b
     return row, summary
 
 
-def _record(runs_csv: Path, row: dict, run_dir: Path) -> None:
-    """Append the run's row to runs.csv. If that fails (a full disk, a lost mount), the row is
-    kept in the run folder, so that ``seqbench run --resume`` records it later without training
-    the run again; the error says so."""
-    try:
-        append_rows(runs_csv, [row], RUN_COLUMNS)
-    except OSError as e:
+def _both(first, second):
+    """One probe callback that calls ``first`` (when there is one), then ``second``."""
+    def probe(step, model):
+        if first is not None:
+            first(step, model)
+        second(step, model)
+
+    return probe
+
+
+class RowNotRecorded(ConfigError):
+    """A finished run's row could not be appended to runs.csv. ``kept``: where it was written
+    instead (the run folder's row.json, else ``kept_row_fallback``), or None when nothing could
+    be written: then the message itself holds the row, the last place it can go."""
+
+    def __init__(self, message: str, row: dict, kept: Path | None):
+        super().__init__(message)
+        self.row, self.kept = row, kept
+
+
+def kept_row_fallback(run_dir: Path) -> Path:
+    """Where a finished run's row goes when neither runs.csv nor its run folder can be written
+    (both on a full disk): the system temporary folder (``TMPDIR``), usually another file
+    system, named by the run id and a hash of the run folder's real path (two results folders
+    can hold runs of one name). ``seqbench run --resume RUN_DIR`` looks for it there."""
+    real = os.path.realpath(run_dir)
+    digest = hashlib.sha256(real.encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / "seqbench-kept-rows" / f"{Path(real).name}-{digest}.json"
+
+
+def _record(runs_csv: Path, row: dict, run_dir: Path, problem: OSError | None = None) -> None:
+    """Append the run's row to runs.csv; ``problem``: why it must not be appended (a file of the
+    run could not be written), so it is kept at once.
+
+    A finished result is never dropped: the row stays in memory until it is written somewhere.
+    When the append fails (a full disk, a lost mount) it goes to the run folder's row.json, else
+    to ``kept_row_fallback``, and ``seqbench run --resume RUN_DIR`` records it later without
+    training again; when neither can be written, the error line holds the row itself. The error
+    (RowNotRecorded) says in one line where the row is."""
+    if problem is None:
         try:
-            _write_json(run_dir / KEPT_ROW, row)
+            append_rows(runs_csv, [row], RUN_COLUMNS)
+            return
+        except OSError as e:
+            problem = e
+    why = f"could not append the run's row to {runs_csv}"
+    if problem.filename and Path(str(problem.filename)).name != runs_csv.name:
+        why = f"could not write {problem.filename}, so the run's row was not appended to {runs_csv}"
+    places = [run_dir / KEPT_ROW, kept_row_fallback(run_dir)]
+    for place in places:
+        try:
+            place.parent.mkdir(parents=True, exist_ok=True)
+            _write_json(place, row)  # removes its row.tmp when the write fails
         except OSError:
-            raise e from None
-        raise ConfigError(f"{e.strerror}: could not append the run's row to {runs_csv}; it is "
-                          f"kept in {run_dir / KEPT_ROW}, and `seqbench run --resume {run_dir}` "
-                          "records it once the file can be written") from None
+            continue
+        raise RowNotRecorded(f"{problem.strerror}: {why}; the row is kept in {place}, and "
+                             f"`seqbench run --resume {run_dir}` records it once the file can be "
+                             "written", row, place) from None
+    text = json.dumps(row, sort_keys=True, default=str)
+    raise RowNotRecorded(f"{problem.strerror}: {why}, and neither {places[0]} nor {places[1]} "
+                         f"could be written; the row, to save as {places[0]} and record with "
+                         f"`seqbench run --resume {run_dir}`: {text}", row, None) from None
+
+
+def _kept_rows(run_dir: Path) -> list[Path]:
+    """The files holding a kept row of this run that exist (``_record``)."""
+    return [p for p in (run_dir / KEPT_ROW, kept_row_fallback(run_dir)) if p.is_file()]
 
 
 def _record_kept_row(run_dir: Path, runs_csv: Path) -> tuple[dict, str] | None:
     """A finished run whose row could not be appended (``_record``): append it now."""
-    kept = run_dir / KEPT_ROW
-    if not kept.is_file():
+    found = _kept_rows(run_dir)
+    if not found:
         return None
+    kept = found[0]
     try:
         row = json.loads(kept.read_text(encoding="utf-8"))
+        if not isinstance(row, dict) or row.get("run_id") != run_dir.name:
+            raise ValueError
     except ValueError:
-        raise ConfigError(f"{kept} is not a seqbench runs.csv row (damaged JSON)") from None
+        raise ConfigError(f"{kept} is not a runs.csv row of {run_dir.name} (damaged JSON)") from None
     if row.get("status") == "interrupted":  # an interrupted run: go on training it
-        kept.unlink()
+        for path in found:
+            path.unlink()
         return None
-    append_rows(runs_csv, [row], RUN_COLUMNS)
-    kept.unlink()
-    return row, f"{run_dir.name}: recorded its kept row in {runs_csv} (status {row['status']})"
+    try:
+        append_rows(runs_csv, [row], RUN_COLUMNS)
+    except OSError as e:
+        raise RowNotRecorded(f"{e.strerror}: could not append the kept row of {run_dir.name} to "
+                             f"{runs_csv}; it stays in {kept}: run `seqbench run --resume "
+                             f"{run_dir}` again once the file can be written", row, kept) from None
+    for path in found:
+        path.unlink()
+    return row, f"{run_dir.name}: recorded its kept row (from {kept}) in {runs_csv} (status {row['status']})"
 
 
 def _row(trainer: Trainer, result: TrainResult, run_dir: Path, started_at: str, baseline: float,

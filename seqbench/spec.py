@@ -107,12 +107,19 @@ def is_list_key(hint) -> bool:
     return any(typing.get_origin(t) is tuple for t in _options(hint))
 
 
+def _is_item(value, item_type) -> bool:
+    """Whether a TOML list element is of a tuple key's element type (int: not a bool)."""
+    if item_type is str:
+        return isinstance(value, str)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _coerce(value, hint):
     """``value`` converted to ``hint``, or raise ValueError with what is expected."""
     options = _options(hint)
     for t in options:
-        if typing.get_origin(t) is tuple:  # tuple[int, ...]: a TOML list of integers
-            if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+        if typing.get_origin(t) is tuple:  # tuple[int, ...] or tuple[str, ...]: a TOML list
+            if isinstance(value, list) and all(_is_item(v, typing.get_args(t)[0])
                                                for v in value):
                 return tuple(value)
         elif typing.get_origin(t) is typing.Literal:
@@ -137,7 +144,8 @@ def _coerce(value, hint):
         if typing.get_origin(t) is typing.Literal:
             words.append(" or ".join(repr(a) for a in typing.get_args(t)))
         elif typing.get_origin(t) is tuple:
-            words.append("a list of integers")
+            words.append("a list of strings" if typing.get_args(t)[0] is str
+                         else "a list of integers")
         else:
             words.append(_TYPE_WORDS.get(t, getattr(t, "__name__", str(t))))
     raise ValueError(f"must be {' or '.join(words)}, got {value!r}")

@@ -20,6 +20,12 @@ Executors:
 
 A run that raises is recorded with status ``failed`` and the error in the ``error`` column; a run
 whose loss diverges is recorded as ``diverged`` by the runner. Neither stops the sweep.
+
+Many sweeps may share one ``OUT`` (seqbench.claims): a local worker claims each config before it
+starts it and reads runs.csv again, so a config another sweep runs now or recorded since this one
+planned is skipped (reported as running elsewhere / recorded meanwhile), and local workers die
+with their sweep, so a sweep restarted after a ``kill -9`` of the last one never races its
+orphans. The Ray executor does not claim configs.
 """
 
 from __future__ import annotations
@@ -30,17 +36,26 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from seqbench import denormals, malloc
+from seqbench import claims, denormals, malloc
 from seqbench.choices import DEFAULT_OUT
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
 from seqbench.progress import ProgressLine, format_duration
-from seqbench.results import RUN_COLUMNS, ResultsFileError, _read_header, append_rows, read_rows
+from seqbench.results import (
+    RUN_COLUMNS,
+    ResultsFileError,
+    _read_header,
+    _torn_header,
+    append_rows,
+    check_location,
+    read_rows,
+)
 
 EXECUTORS = ("local", "ray")
 #: statuses that ``retry_failed`` runs again (``interrupted``: a run stopped before its end)
@@ -66,8 +81,9 @@ def recorded(out: str | os.PathLike) -> dict[str, str]:
     are simply run again, and a damaged line (say, a stray quote) never swallows the rows after
     it."""
     path = Path(out) / "runs.csv"
-    if not path.exists() or path.stat().st_size == 0:
-        return {}
+    check_location(path, write=True, access=False)  # a FIFO, a link to nothing: refused now
+    if not path.exists() or path.stat().st_size == 0 or _torn_header(path, RUN_COLUMNS):
+        return {}  # a header cut short by a killed writer: no rows yet (as every reader says)
     header = _read_header(path)
     foreign = [c for c in header if c not in RUN_COLUMNS]
     if foreign or "config_id" not in header or "status" not in header:
@@ -152,26 +168,71 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_one(cfg: RunConfig, out: str) -> Outcome:
-    """Train one run into ``out`` and append its row (a failed row if it raises)."""
-    from seqbench.runner import execute_run
+#: Outcome.status of a config that another process runs (its claim is live): not run here
+RUNNING_ELSEWHERE = "running elsewhere"
+#: Outcome.status of a config that another process recorded after this sweep planned: not run
+RECORDED_MEANWHILE = "recorded meanwhile"
+#: Outcome.status of a run that finished but whose row could not be appended (a full disk): its
+#: row is kept (runner.RowNotRecorded) and ``seqbench run --resume RUN_DIR`` records it
+NOT_RECORDED = "not recorded"
+
+
+def _recorded_now(cfg: RunConfig, out: str, retry_failed: bool) -> str | None:
+    """The status OUT/runs.csv records for ``cfg`` now, when that means it must not run again
+    (as ``plan_sweep`` decides); None when it is to run. A damaged runs.csv is left to the run's
+    own append to report: this check is to skip work, never to stop it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # malformed lines: the sweep reported them already
+            status = recorded(out).get(cfg.config_id())
+    except (ConfigError, OSError):
+        return None
+    if status is None or (retry_failed and status in RETRY_STATUSES):
+        return None
+    return status
+
+
+def run_one(cfg: RunConfig, out: str, retry_failed: bool = False) -> Outcome:
+    """Train one run into ``out`` and append its row (a failed row if it raises).
+
+    First the config is claimed (seqbench.claims) and runs.csv read again: a config that another
+    process runs now, or recorded since the sweep planned, is skipped (Outcome.status
+    RUNNING_ELSEWHERE, RECORDED_MEANWHILE), so concurrent sweeps of one spec record each config
+    once. The claim is released after the row is appended."""
+    from seqbench.runner import RowNotRecorded, execute_run
 
     if _orphaned():  # the sweep that queued this run is gone: start nothing new
         os._exit(0)
-    _WORKER["busy"] = True
+    cid = cfg.config_id()
+    me = {"worker": os.getpid(), "gpu": _WORKER["gpu"]}
+    try:
+        claim = claims.claim_config(out, cid, parent=_WORKER["parent"])
+    except OSError:  # no room even for a claim (a full disk): run unclaimed, the row is kept
+        claim = None
+    if isinstance(claim, dict):
+        return Outcome(cid, RUNNING_ELSEWHERE, f"{describe(cfg)}: running elsewhere "
+                       f"({claims.describe_holder(claim)}); not run here", 0.0, **me)
+    _WORKER["busy"], _WORKER["claim"] = True, claim
     started_at, t0 = _now(), time.perf_counter()
     try:
+        status = _recorded_now(cfg, out, retry_failed)  # after claiming: see seqbench.claims
+        if status is not None:
+            return Outcome(cid, RECORDED_MEANWHILE, f"{describe(cfg)}: recorded meanwhile by "
+                           f"another process (status {status}); not run here", 0.0, **me)
         row, summary = execute_run(cfg, out, quiet=True)
-        return Outcome(cfg.config_id(), str(row["status"]), summary, time.perf_counter() - t0,
-                       worker=os.getpid(), gpu=_WORKER["gpu"])
+        return Outcome(cid, str(row["status"]), summary, time.perf_counter() - t0, **me)
+    except RowNotRecorded as e:  # finished, its row kept elsewhere: not a failure of the run
+        return Outcome(cid, NOT_RECORDED, f"{describe(cfg)}: {one_line(e)}",
+                       time.perf_counter() - t0, **me)
     except Exception as e:
         wall = time.perf_counter() - t0
         error = one_line(e)
         append_rows(Path(out) / "runs.csv", [failed_row(cfg, error, started_at, wall)], RUN_COLUMNS)
-        return Outcome(cfg.config_id(), "failed", f"{describe(cfg)}: failed: {error}", wall,
-                       worker=os.getpid(), gpu=_WORKER["gpu"])
+        return Outcome(cid, "failed", f"{describe(cfg)}: failed: {error}", wall, **me)
     finally:
-        _WORKER["busy"] = False
+        _WORKER["busy"], _WORKER["claim"] = False, None
+        if claim is not None:
+            claims.release(claim)
         if _orphaned():  # its row is written; nobody will collect the result
             os._exit(0)
 
@@ -217,9 +278,13 @@ def _store(outcome: Outcome, out: Path) -> None:
     append_rows(out / "runs.csv", [row], RUN_COLUMNS)
 
 
+#: how local workers start: a fresh interpreter each (CUDA and torch's thread pools cannot be
+#: forked safely); the tests of seqbench.claims fork their tiny runs' workers, to start at once
+START_METHOD = "spawn"
+
 #: a local worker's state: the sweep process that started it, whether a run is in progress, the
 #: GPU it is pinned to (per_gpu)
-_WORKER: dict = {"parent": None, "busy": False, "gpu": None}
+_WORKER: dict = {"parent": None, "busy": False, "gpu": None, "claim": None}
 
 
 def _orphaned() -> bool:
@@ -227,21 +292,34 @@ def _orphaned() -> bool:
 
 
 def _watch_parent() -> None:
+    """A worker's watcher thread: exits the worker as soon as its sweep is gone, even mid-run
+    (where the kernel does not do it already, seqbench.claims.die_with_parent), and touches the
+    claim of the run in progress every claims.HEARTBEAT seconds."""
+    last = time.monotonic()
     while True:
         time.sleep(1.0)
-        if _orphaned() and not _WORKER["busy"]:
+        if _orphaned():
             os._exit(0)
+        claim = _WORKER["claim"]
+        if claim is not None and time.monotonic() - last >= claims.HEARTBEAT:
+            claim.touch()
+            last = time.monotonic()
 
 
 def _init_worker(parent: int, gpu_slots=None) -> None:
     """Worker initializer. Ctrl-C is handled by the sweep process, which stops the workers. If
-    the sweep process dies (SIGKILL), a worker finishes and records the run in progress, then exits
-    instead of waiting forever for more work.
+    the sweep process dies (SIGKILL), its workers die with it, mid-run: the kernel kills them
+    (PR_SET_PDEATHSIG, Linux) or their watcher thread exits them within a second. A worker left
+    to finish would append its row after a restarted sweep had planned to run the same config,
+    which then ran twice; the killed run's claim is stale and the next sweep runs it again.
 
     gpu_slots: a queue of GPU ids (per_gpu), one per worker: the worker takes one and makes it its
     only visible GPU. This must happen before any CUDA call: CUDA reads CUDA_VISIBLE_DEVICES once,
     when it initializes (importing torch does not initialize it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    claims.die_with_parent()
+    if os.getppid() != parent:  # the sweep died before the line above took effect
+        os._exit(0)
     if gpu_slots is not None:
         gpu = gpu_slots.get(timeout=60)
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
@@ -258,8 +336,14 @@ class _Stop(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _sigterm_stops():
-    """Within the block, SIGTERM raises _Stop in the main thread (so the workers get stopped)."""
-    if threading.current_thread() is not threading.main_thread():
+    """Within the block, SIGTERM raises _Stop in the main thread (so the workers get stopped).
+
+    A signal the sweep was started with ignored stays ignored, as in ``seqbench run``
+    (seqbench.runner._stop_on_signals): Python installs its Ctrl-C handler only when SIGINT is
+    not ignored at startup (``trap '' INT``, a shell's background job), and SIGTERM follows the
+    same rule here."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
         yield
         return
 
@@ -287,6 +371,8 @@ class SweepResult:
     workers: int = 0  # local: worker processes started (with per_gpu: those pinned to a GPU)
     outcomes: list[Outcome] = field(default_factory=list)  # of the runs run now (no files)
     rows_written: int | None = None  # lines runs.csv grew by during the sweep (None: not counted)
+    elsewhere: int = 0  # not run: another process held the config's claim (RUNNING_ELSEWHERE)
+    meanwhile: int = 0  # not run: recorded by another process after planning (RECORDED_MEANWHILE)
 
     @property
     def ran(self) -> int:
@@ -296,10 +382,15 @@ class SweepResult:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
         head = "sweep interrupted" if self.interrupted else "sweep"
         line = (f"{head}: ran {self.ran} run(s)" + (f" ({parts})" if parts else "")
-                + f", skipped {self.skipped} already recorded, {format_duration(self.seconds)}; "
-                f"results in {Path(out) / 'runs.csv'}")
+                + f", skipped {self.skipped} already recorded"
+                + (f", {self.elsewhere} running elsewhere" if self.elsewhere else "")
+                + (f", {self.meanwhile} recorded meanwhile by another process"
+                   if self.meanwhile else "")
+                + f", {format_duration(self.seconds)}; results in {Path(out) / 'runs.csv'}")
         extra = (self.rows_written or 0) - self.ran
-        if self.rows_written is not None and extra > 0:  # runs in flight when it stopped
+        if self.rows_written is not None and extra > 0 and (self.elsewhere or self.meanwhile):
+            line += f"; {self.rows_written} rows written to it meanwhile ({extra} by other processes)"
+        elif self.rows_written is not None and extra > 0:  # runs in flight when it stopped
             line += (f"; {self.rows_written} rows written ({extra} by runs still going when the "
                      "sweep stopped, not counted above)")
         if self.interrupted:
@@ -397,7 +488,8 @@ def run_sweep(
         try:
             with _sigterm_stops():
                 if executor == "local":
-                    result.workers = _run_local(todo, out, n, tracker, gpu_slots(gpu_ids, per_gpu))
+                    result.workers = _run_local(todo, out, n, tracker, gpu_slots(gpu_ids, per_gpu),
+                                                retry_failed)
                 else:
                     _run_ray(todo, out, threads, gpus_per_run, tracker, ray_started)
         except KeyboardInterrupt as e:
@@ -405,7 +497,11 @@ def run_sweep(
             result.signal = signal.SIGTERM if isinstance(e, _Stop) else signal.SIGINT
         finally:
             tracker.bar.close()
-        result.statuses, result.outcomes = tracker.statuses, tracker.outcomes
+        skipped_now = (RUNNING_ELSEWHERE, RECORDED_MEANWHILE)  # counted apart: not run here
+        result.statuses = {s: n for s, n in tracker.statuses.items() if s not in skipped_now}
+        result.elsewhere = tracker.statuses.get(RUNNING_ELSEWHERE, 0)
+        result.meanwhile = tracker.statuses.get(RECORDED_MEANWHILE, 0)
+        result.outcomes = tracker.outcomes
     result.seconds = time.perf_counter() - t0
     if todo:
         result.rows_written = _line_count(out / "runs.csv") - lines_before
@@ -453,14 +549,14 @@ def gpu_slots(gpu_ids: list[str], per_gpu: int) -> list[str]:
 
 
 def _run_local(todo: list[RunConfig], out: Path, workers: int, tracker: _Tracker,
-               slots: list[str]) -> int:
+               slots: list[str], retry_failed: bool = False) -> int:
     """Run ``todo`` in a pool of worker processes; return how many workers started (with
     ``slots``: how many took a GPU slot)."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context(START_METHOD)
     size = min(workers, len(todo))
     queue = None
     if slots:  # handed out through a queue: each worker process takes exactly one
@@ -469,7 +565,7 @@ def _run_local(todo: list[RunConfig], out: Path, workers: int, tracker: _Tracker
             queue.put(gpu)
     pool = ProcessPoolExecutor(max_workers=size, mp_context=ctx,
                                initializer=_init_worker, initargs=(os.getpid(), queue))
-    pending = {pool.submit(run_one, cfg, str(out)): cfg for cfg in todo}
+    pending = {pool.submit(run_one, cfg, str(out), retry_failed): cfg for cfg in todo}
     try:
         while pending:
             finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)

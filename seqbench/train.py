@@ -160,6 +160,14 @@ class Trainer:
         self._t_start = time.perf_counter()  # reset by run(); set here so state_dict() works before
         self.loss_sum = self.grad_sum = 0.0
         self.n_since = 0
+        self.flosser = None  # gradient flossing (cfg.floss; seqbench.flossing), off by default
+        if cfg.floss:
+            from seqbench import flossing
+
+            self.flosser = flossing.Flosser(self.model, cfg.floss, flossing.FLOSS_BATCH,
+                                            seeding.generator(cfg.seed, flossing.FRAME_STREAM))
+            self.floss_gen = seeding.generator(cfg.seed, flossing.FLOSS_STREAM)
+            self.floss_value = float("nan")  # the last flossing loss (mean lambda^2 per layer)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -173,6 +181,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "elapsed_s": self.elapsed(),
             "sums": [self.loss_sum, self.grad_sum, self.n_since],
+            **({"floss_generator": self.floss_gen.get_state()} if self.flosser else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -186,6 +195,8 @@ class Trainer:
         self.elapsed_before = float(state["elapsed_s"])
         self.loss_sum, self.grad_sum, n_since = state["sums"]
         self.n_since = int(n_since)
+        if self.flosser is not None and "floss_generator" in state:
+            self.floss_gen.set_state(state["floss_generator"])
 
     def test(self) -> EvalResult:
         """Loss and accuracy of the model as it is now on the test set (the "test" stream)."""
@@ -238,7 +249,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss = masked_call(self.task.loss, self.model(batch.inputs, self.readout), batch.targets,
                            batch.mask)
-        loss.backward()
+        if self.flosser is not None and self.step < cfg.floss_steps:
+            loss_floss = self.floss_term()
+            (loss + cfg.floss_weight * loss_floss if loss_floss is not None else loss).backward()
+        else:
+            loss.backward()
         grad_norm = clip_gradients(self.params, cfg.clip, cfg.clip_mode)
         loss_value = loss.item()
         self.step += 1
@@ -251,6 +266,17 @@ class Trainer:
         self.grad_sum += grad_norm
         self.n_since += 1
         return loss_value
+
+    def floss_term(self):
+        """The flossing loss on a batch of its own stream (seqbench.flossing), or None when it is
+        not finite (that step is trained on the task loss alone)."""
+        from seqbench.flossing import FLOSS_BATCH
+
+        cfg = self.cfg
+        batch = sample_split(self.task, cfg.seq_len, FLOSS_BATCH, self.floss_gen, "train")
+        value, _ = self.flosser.loss(batch.inputs.to(self.device))
+        self.floss_value = float(value.detach())
+        return value if math.isfinite(self.floss_value) else None
 
     def run(self, on_eval: Callable[[CurvePoint], None] | None = None,
             on_step: ProgressFn | None = None, probe: ProbeFn | None = None,

@@ -10,27 +10,14 @@ import sys
 
 import pytest
 import torch
-from click.testing import CliRunner
+from clihelp import invoke
 
-from seqbench.cli import cli
 from seqbench.results import RUN_COLUMNS
 from seqbench.runner import CURVE_COLUMNS
 
 FAST = ["--seq-len", "5", "--hidden", "8", "--steps", "3", "--eval-every", "2", "--eval-size", "16",
         "--batch-size", "8", "--quiet"]
 NUMBER = r"[-+0-9.e]+|nan|inf"
-
-
-
-
-def invoke(args, cwd):
-    """Run ``seqbench <args>`` in ``cwd`` (so the default --out lands there too)."""
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(cli, args)
-    finally:
-        os.chdir(old)
 
 
 def read_csv(path):

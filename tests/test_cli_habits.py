@@ -14,10 +14,9 @@ import types
 
 import pytest
 import torch
-from click.testing import CliRunner
+from clihelp import invoke
 
 from seqbench import progress, threads
-from seqbench.cli import cli
 from seqbench.config import RunConfig
 from seqbench.errors import ConfigError
 from seqbench.spec import expand_spec, load_spec, parse_overrides
@@ -33,15 +32,6 @@ def own_registry(tmp_path, monkeypatch):
     must not change the thread counts seen here), and the once-per-process warning reset."""
     monkeypatch.setenv(threads.REGISTRY_ENV, str(tmp_path / "procs"))
     monkeypatch.setattr(threads, "_warned", False)
-
-
-def invoke(args, cwd):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(cli, args)
-    finally:
-        os.chdir(old)
 
 
 def rows(path):

@@ -359,3 +359,33 @@ def test_random_arguments_never_crash_and_errors_change_nothing(finished_run, ca
         assert len(lines) == 1 and lines[0].startswith("Error: "), (argv, output)
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         assert not changed, (argv, output, changed)
+
+
+# -- issue 18: 400 fixed-seed argument lists with extreme numbers, unicode and odd paths ----------
+
+def _fuzz_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_cli", REPO / "benchmarks" / "fuzz_cli.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_400_fixed_seed_argument_lists_over_every_command_give_no_crash(tmp_path):
+    """benchmarks/fuzz_cli.py: every command (read from click, so new ones too), 1e12, 2^63,
+    2^64, inf, nan, -0 and unicode as values, a FIFO, links to nothing, a BOM file, a torn header
+    and permuted columns as paths. No traceback, no exception, exit codes 0/1/2/141 only, no call
+    that hangs, and every error is one line (warnings aside)."""
+    fuzz = _fuzz_script()
+    n = torch.get_num_threads()
+    try:
+        report = fuzz.fuzz(400, seed=18, root=tmp_path)
+    finally:
+        torch.set_num_threads(n)
+    assert report.lists == 400
+    assert not report.crashes, report.crashes[:5]
+    assert not report.not_one_line, report.not_one_line[:5]
+    assert set(report.exit_codes) <= {0, 1, 2, 141}, report.summary()
+    assert report.exit_codes[0] >= 20, report.summary()  # not only refusals: some calls work

@@ -116,7 +116,9 @@ def test_command_on_the_committed_fixes():
     assert (table["task"] == "all").all()
     assert table["auc"].between(0, 1).all()
     assert (table["auc_lo"] <= table["auc"]).all() and (table["auc"] <= table["auc_hi"]).all()
-    assert (table["n"] == 270).all()  # 27 arms x 2 tasks x 5 seeds at the selected lr
+    # 27 arms x 2 tasks x 5 seeds at the selected lr (more while a new arm is being added)
+    assert (table["n"] >= 270).all()
+    assert (table["n"] == len(pr.load(FIXES, ["lr"])[0])).all()
 
 
 def test_by_task_prints_a_table_per_task_and_pooled(tmp_path):

@@ -410,23 +410,26 @@ def test_failed_writes_leave_no_temporary_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_kept_row_that_cannot_be_written_leaves_no_row_tmp(stopped, monkeypatch):
-    """runs.csv and row.json both fail (the disk is full): neither half-written file stays."""
+def test_a_kept_row_that_cannot_be_written_leaves_no_row_tmp(stopped, monkeypatch, tmp_path):
+    """runs.csv, row.json and the fallback in the temp folder all fail (the disk is full):
+    no half-written file stays, and the error line holds the row itself."""
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device", "runs.csv")
 
     monkeypatch.setattr(runner, "append_rows", full)
+    monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path / "tmp"))
     real_write = Path.write_text
 
     def write_text(self, *args, **kwargs):
-        if self.name == "row.tmp":
+        if self.suffix == ".tmp":
             real_write(self, "{half")
             raise OSError(28, "No space left on device", str(self))
         return real_write(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", write_text)
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError, match=r"the row, to save as .*row\.json.*\{.*\"run_id\""):
         resume_run(stopped, quiet=True)
     names = sorted(p.name for p in stopped.iterdir())
     assert not [n for n in names if n.endswith(".tmp")], names
+    assert not [p for p in (tmp_path / "tmp" / "seqbench-kept-rows").rglob("*") if p.is_file()]
     assert os.path.exists(stopped / "config.json")

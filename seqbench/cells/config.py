@@ -149,4 +149,12 @@ def options_label(cell: dict) -> str:
         parts.append(f"{cell['norm']} norm")
     if str(cell.get("residual", False)).lower() == "true":
         parts.append("residual")
+    floss = cell.get("floss")  # a results row's gradient flossing (RunConfig.floss)
+    if not missing(floss) and float(floss) > 0:
+        extra = [f"weight {float(cell['floss_weight']):g}"
+                 if not missing(cell.get("floss_weight")) else "",
+                 f"{int(float(cell['floss_steps']))} steps"
+                 if not missing(cell.get("floss_steps")) else ""]
+        extra = [e for e in extra if e]
+        parts.append(f"flossing {int(float(floss))}" + (f" ({', '.join(extra)})" if extra else ""))
     return ", ".join(parts)

@@ -30,6 +30,11 @@ from seqbench.cli.options import CELL, TASK
               help="Untimed calls per variant before timing.")
 @click.option("--probe/--no-probe", default=True, show_default=True,
               help="Also time one gradient probe per implementation.")
+@click.option("--dynamics", "dynamics", multiple=True,
+              type=click.Choice(["lyapunov", "jacobian", "sensitivity"]),
+              help="Also time one measurement of this seqbench.dynamics measure per "
+                   "implementation, as `seqbench run --probe` takes it (k = 8 exponents; lags 1, "
+                   "10, 100), at T only (repeatable): its ms and its ratio to a training step.")
 @click.option("--scaling/--no-scaling", default=True, show_default=True,
               help="Also time 2T (for the 2T / T ratio).")
 @click.option("--against", type=CELL, default=None, metavar="CELL",
@@ -53,8 +58,8 @@ from seqbench.cli.options import CELL, TASK
               show_default=True, help="CSV the --sweep-runs rows are appended to.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-group progress lines on stderr.")
 @config_errors
-def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, probe, scaling,
-          against, cuda_graph, threads, device, out, sweep_runs, sweep_steps, sweep_out, quiet):
+def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, probe, dynamics,
+          scaling, against, cuda_graph, threads, device, out, sweep_runs, sweep_steps, sweep_out, quiet):
     """Time a training step of each cell x implementation x T; append to OUT.
 
     Hand and builtin are timed in turn in one run (warm-up first, median of repeats), so their
@@ -66,6 +71,8 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
       seqbench bench --cell lstm --seq-len 100 --seq-len 1000 --batch 64 --hidden 128
       seqbench bench --cell lru --cell mingru --against lstm -T 1000 -T 5000 --no-probe
       seqbench bench --sweep-runs 12 --seq-len 100
+      seqbench bench --cell lstm -T 500 --batch 16 --threads 1 --no-scaling \\
+          --dynamics lyapunov --dynamics jacobian
     """
     from seqbench.bench import BENCH_COLUMNS, BenchConfig, format_table, run_bench
 
@@ -77,7 +84,7 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
                       seq_lens=tuple(dict.fromkeys(seq_len)), batch=batch, hidden=hidden,
                       layers=layers, repeats=repeats, warmup=warmup, threads=threads, device=device,
                       task=task, probe=probe, scaling=scaling, cuda_graph=cuda_graph,
-                      against=against).validate()
+                      against=against, dynamics=tuple(dict.fromkeys(dynamics))).validate()
     resolve_device(cfg.device)  # fail before any work
     if sweep_runs:
         return _sweep_bench(cfg, sweep_runs, sweep_steps, sweep_out, quiet)

@@ -60,12 +60,13 @@ def leaderboard(runs_csv, task, fmt, headline, select, against, out):
       seqbench leaderboard --runs results/runs.csv --headline
       seqbench leaderboard --select lr --against rnn_tanh
     """
+    import warnings
     from pathlib import Path
 
     from seqbench import leaderboard as lb
     from seqbench.lengths import generalization
 
-    out = lb.check_output(out) if out is not None else Path(runs_csv).parent / "leaderboard.csv"
+    out = lb.check_output(out if out is not None else Path(runs_csv).parent / "leaderboard.csv")
     select = tuple(select)
     board, table = lb.build(runs_csv, select=select)  # every task: what is written
     comparison = lb.build_comparison(runs_csv, against, select=select) if against is not None \
@@ -76,7 +77,9 @@ def leaderboard(runs_csv, task, fmt, headline, select, against, out):
             else None
     else:
         shown_board, shown_table, shown_comparison = board, table, comparison
-    lengths = generalization(runs_csv)  # every task: what is written
+    with warnings.catch_warnings():  # the same runs.csv again: its damage was reported above
+        warnings.simplefilter("ignore")
+        lengths = generalization(runs_csv)  # every task: what is written
     written = lb.write(board, table, out, comparison, against, lengths)
     _print(lb, fmt, headline, task, select, against, shown_board, shown_table, shown_comparison)
     shown_lengths = lengths[lengths["task"] == task] if task is not None and not lengths.empty \

@@ -42,7 +42,7 @@ def published(spec_path, profile, runs_csv, out, fmt):
     from seqbench.spec import load_spec
 
     table = pub.compare(load_spec(spec_path), runs_csv, profile)
-    path = check_output(out) if out is not None else Path(runs_csv).parent / "published.csv"
+    path = check_output(out if out is not None else Path(runs_csv).parent / "published.csv")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     table.to_csv(tmp, index=False, lineterminator="\n")

@@ -6,7 +6,7 @@ import click
 
 from seqbench import denormals
 from seqbench import memory as M
-from seqbench.choices import CLIP_MODES, DEFAULT_OUT, OPTIMIZERS
+from seqbench.choices import CLIP_MODES, DEFAULT_OUT, OPTIMIZERS, PROBES
 from seqbench.cli import cli, config_errors, options_given
 from seqbench.cli.options import Choice, cell_options, device_options, task_options
 
@@ -22,6 +22,16 @@ from seqbench.cli.options import Choice, cell_options, device_options, task_opti
               help="Gradient clipping threshold; 0 turns it off.")
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default="norm", show_default=True,
               help="norm: rescale the global gradient norm; value: clamp each entry.")
+@click.option("--floss", type=click.IntRange(0, M.MAX_HIDDEN), default=0, show_default=True,
+              help="Gradient flossing (Engelken 2023): push the K largest Lyapunov exponents of "
+                   "every layer toward 0, by adding --floss-weight x their mean square (QR "
+                   "method, differentiated) to the loss for the first --floss-steps steps; "
+                   "K <= --hidden; 0 = off.")
+@click.option("--floss-weight", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Weight of the flossing loss (needs --floss).")
+@click.option("--floss-steps", type=click.IntRange(1, M.MAX_STEPS), default=500,
+              show_default=True,
+              help="Floss during the first N training steps (the author's 500; needs --floss).")
 @click.option("--batch-size", type=click.IntRange(1, M.MAX_BATCH), default=64, show_default=True)
 @click.option("--steps", type=click.IntRange(1, M.MAX_STEPS), default=10_000, show_default=True,
               help="Training-step budget.")
@@ -39,6 +49,11 @@ from seqbench.cli.options import Choice, cell_options, device_options, task_opti
 @click.option("--probe-every", type=click.IntRange(0, M.MAX_STEPS), default=0, show_default=True,
               help="Gradient-vs-lag probe at step 0, every N steps and at the end, into the "
                    "run folder's grads.csv; 0 = off. Does not change the run.")
+@click.option("--probe", "probes", type=Choice(PROBES), multiple=True,
+              help="What each probe of --probe-every measures (repeatable): gradient (the "
+                   "gradient against the lag, grads.csv) or the dynamics of seqbench dynamics: "
+                   "lyapunov, jacobian, sensitivity (dynamics.csv, along a fixed batch of 16 "
+                   "sequences) [default: gradient].")
 @click.option("--eval-seq-len", "eval_seq_lens", type=click.IntRange(1, M.MAX_SEQ_LEN), multiple=True,
               help="Also test the final model at this lag (length generalization; repeatable): "
                    "rows in the run folder's lengths.csv.")
@@ -59,9 +74,10 @@ from seqbench.cli.options import Choice, cell_options, device_options, task_opti
 @click.pass_context
 @config_errors
 def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, init_gain,
-        forget_bias, chrono, norm, residual, optimizer, lr, clip, clip_mode, batch_size, steps,
-        eval_every, eval_size, test_size, until_solved, match_params, probe_every, eval_seq_lens,
-        seed, device,
+        forget_bias, chrono, norm, residual, optimizer, lr, clip, clip_mode, floss, floss_weight,
+        floss_steps, batch_size, steps,
+        eval_every, eval_size, test_size, until_solved, match_params, probe_every, probes,
+        eval_seq_lens, seed, device,
         threads, out, checkpoint_every, resume_dir, tensorboard, quiet):
     """Train one model on one task and append its result to OUT/runs.csv.
 
@@ -70,6 +86,9 @@ def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, i
       seqbench run --task adding --cell lstm --seq-len 500
       seqbench run --task copy --cell gru --impl hand --seq-len 100 --steps 3000 --seed 3
       seqbench run --task delayed_recall --cell lstm --seq-len 200 --probe-every 250
+      seqbench run --task delayed_recall --cell rnn --impl hand --seq-len 25 --floss 32
+      seqbench run --task adding --cell rnn --seq-len 100 --probe-every 500 \\
+          --probe gradient --probe lyapunov --probe jacobian
     """
     from seqbench.cells import CellConfig
     from seqbench.config import RunConfig
@@ -105,12 +124,18 @@ def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, i
                           forget_bias=forget_bias, chrono=chrono, norm=norm, residual=residual)
     cfg = RunConfig(task=task, variant=variant, seq_len=seq_len, cell=cell_cfg,
                     optimizer=optimizer, lr=lr, clip=clip,
-                    clip_mode=clip_mode, batch_size=batch_size, steps=steps,
+                    clip_mode=clip_mode, floss=floss, floss_weight=floss_weight,
+                    floss_steps=floss_steps, batch_size=batch_size, steps=steps,
                     eval_every=eval_every, eval_size=eval_size, test_size=test_size,
                     until_solved=until_solved, match_params=match_params,
-                    probe_every=probe_every, eval_seq_lens=eval_seq_lens, seed=seed,
-                    device=device, threads=threads).validate()
+                    probe_every=probe_every, eval_seq_lens=eval_seq_lens, probes=probes,
+                    seed=seed, device=device, threads=threads).validate()
     resolve_device(cfg.device)  # fail before anything is written
+    if [p for p in cfg.probes if p != "gradient"]:  # the dynamics probes' memory, before training
+        from seqbench.dynamics.records import TRAINING_BATCH, Options, check_dynamics
+
+        check_dynamics(cfg.task, cfg.variant, cfg.seq_len, cfg.cell, TRAINING_BATCH,
+                       Options(measures=tuple(p for p in cfg.probes if p != "gradient")))
     try:
         _, summary = execute_run(cfg, out=out, quiet=quiet, checkpoint_every=checkpoint_every,
                                  handle_signals=True, tensorboard=tensorboard)

@@ -70,6 +70,7 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
       seqbench sweep tasks/adding.toml --set steps=200 --set seeds=2 --seq-len 100 --limit 4
     """
     from dataclasses import replace
+    from pathlib import Path
 
     from seqbench.errors import ConfigError
     from seqbench.spec import load_spec, parse_overrides
@@ -119,6 +120,9 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
                  gpu_ids, estimate=not no_estimate)
         return
 
+    from seqbench.results import RUN_COLUMNS, check_appendable
+
+    check_appendable(Path(out) / "runs.csv", RUN_COLUMNS)  # writable, before any run starts
     if executor == "ray":
         from seqbench.sweep import require_ray
 

@@ -51,6 +51,10 @@ DEFAULT_EXPONENTS = 8
 DEFAULT_LAGS = (1, 10, 100)
 DEFAULT_TOP = 4
 DEFAULT_PROBES = 16
+#: sequences of the dynamics batch of ``seqbench run --probe`` (every probe of a run measures along
+#: the same batch) and, by default, of ``seqbench dynamics --spec``: so that the rows the spec
+#: measurement writes for a run's configuration are the rows its step-0 probe would have written
+TRAINING_BATCH = 16
 #: steps at which ||J_t||_2 is measured (evenly spaced; every step of a shorter sequence)
 NORM_POINTS = 16
 #: at most this many steps of a curve over t (running exponent, sensitivity) are written
@@ -228,6 +232,76 @@ def measure_at_init(task_name: str, variant: str | None, seq_len: int, cell: Cel
     setup = DynamicsSetup.create(task, seq_len, cell, seed, batch_size, device, label)
     probe_id = init_probe_id(task, seq_len, cell, seed, batch_size, options, label)
     return setup.rows(setup.measure(model, options), options, step=0, probe_id=probe_id)
+
+
+def init_key(cfg) -> tuple:
+    """What fixes the initial model and the dynamics batch of a run (a RunConfig): the task, its
+    variant, T, the cell and the seed. Not the learning rate, the clipping or any other training
+    setting, nor the arm's label: runs that differ only in those start from the same weights."""
+    return (cfg.task, cfg.variant, cfg.seq_len, cfg.cell, cfg.seed)
+
+
+def measure_spec_at_init(configs, options: Options | None = None,
+                         batch_size: int = TRAINING_BATCH, device: torch.device | str = "cpu",
+                         on_config=None) -> tuple[list[dict], list]:
+    """Rows at initialization for every distinct (initial model, label) of a list of RunConfigs
+    (a spec's expansion): the weights each of those runs starts from, measured along the batch
+    its ``--probe`` would use. Returns (rows, skipped): the configurations with in-cell
+    normalization are skipped (no per-sequence map; ``hand_stack``), listed once per arm and
+    task. ``on_config(i, n, cfg)`` before each measurement (progress)."""
+    options = (options or Options()).check()
+    todo, skipped, seen = [], [], set()
+    for cfg in configs:
+        key = (*init_key(cfg), cfg.label)
+        if key in seen:
+            continue
+        seen.add(key)
+        if cfg.cell.norm != "none":
+            if (cfg.task, cfg.label) not in {(c.task, c.label) for c in skipped}:
+                skipped.append(cfg)
+            continue
+        todo.append(cfg)
+    for cfg in todo:  # every measurement's memory and lags, before the first is measured
+        check_dynamics(cfg.task, cfg.variant, cfg.seq_len, cfg.cell, batch_size, options)
+        if "jacobian" in options.measures:
+            options.lags_for(make_task(cfg.task, cfg.variant).query_step(cfg.seq_len))
+    rows = []
+    for i, cfg in enumerate(todo):
+        if on_config is not None:
+            on_config(i, len(todo), cfg)
+        rows += measure_at_init(cfg.task, cfg.variant, cfg.seq_len, cfg.cell, cfg.seed,
+                                batch_size, device, cfg.label, options)
+    return rows, skipped
+
+
+class TrainingDynamics:
+    """``seqbench run --probe lyapunov ...``: the dynamics of a training run's current model at
+    chosen steps, appended to ``<run dir>/dynamics.csv`` (the same rows as ``seqbench dynamics``,
+    with ``run_id`` and ``step``). Measures along the fixed "dynamics" batch of the run's seed
+    (``TRAINING_BATCH`` sequences); reads the parameters only and draws on no stream of the run
+    (its random directions come from the seed's "dynamics-directions" stream), so that the run
+    is the same with and without it."""
+
+    def __init__(self, setup: DynamicsSetup, options: Options, path, run_id: str):
+        self.setup, self.options, self.path, self.run_id = setup, options.check(), path, run_id
+
+    @classmethod
+    def for_run(cls, cfg, task: Task, device, path, run_id: str) -> TrainingDynamics | None:
+        """The dynamics probe of a RunConfig (None when ``cfg.probes`` asks for none)."""
+        measures = tuple(m for m in MEASURES if m in (cfg.probes or ()))
+        if not measures:
+            return None
+        setup = DynamicsSetup.create(task, cfg.seq_len, cfg.cell, cfg.seed, TRAINING_BATCH,
+                                     device, cfg.label)
+        return cls(setup, Options(measures=measures), path, run_id)
+
+    def __call__(self, step: int, model) -> list[dict]:
+        from seqbench.results import append_rows
+
+        rows = self.setup.rows(self.setup.measure(model, self.options), self.options, step,
+                               f"{self.run_id}@{step}", self.run_id)
+        append_rows(self.path, rows, DYNAMICS_COLUMNS)
+        return rows
 
 
 # -- memory ---------------------------------------------------------------------------------------

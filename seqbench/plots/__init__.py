@@ -61,6 +61,9 @@ def output_path(path: str | os.PathLike) -> Path:
     if fmt not in FORMATS:
         raise ConfigError(f"cannot write figures as {path.suffix!r} ({path}); allowed suffixes: "
                           f"{', '.join('.' + f for f in FORMATS)}")
+    from seqbench.results import check_location
+
+    check_location(path, write=True, what="-o")  # a FIFO would hang savefig: refuse it first
     return path
 
 
