@@ -45,7 +45,7 @@ WARMUP_STEPS = 2
 CONTENTION = 1.1
 #: the speed-determining fields besides the cell's (see ``group_key``), shown when they differ
 OTHER_KEYS = ("task", "variant", "layers", "nonlinearity", "norm", "residual", "batch_size",
-              "device")
+              "device", "floss")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class Timing:
 
     step_s: float
     eval_s: float
+    floss_s: float = 0.0  # the extra seconds of a step with gradient flossing (cfg.floss)
 
 
 @dataclass
@@ -123,14 +124,15 @@ def hours_text(seconds: float) -> str:
 
 def group_key(cfg: RunConfig, threads: int) -> tuple:
     """What determines a run's speed. lr, seed, init, forget_bias, chrono, clip and the label
-    change the numbers a run computes, not the work per step, so they are left out."""
+    change the numbers a run computes, not the work per step, so they are left out; the number
+    of exponents flossed (``floss``) sets the cost of a flossed step."""
     c = cfg.cell
     return (cfg.task, cfg.variant, cfg.seq_len, c.cell, c.impl, c.hidden, c.layers,
-            c.nonlinearity, c.norm, c.residual, cfg.batch_size, cfg.device, threads)
+            c.nonlinearity, c.norm, c.residual, cfg.batch_size, cfg.device, cfg.floss, threads)
 
 
 KEY_NAMES = ("task", "variant", "seq_len", "cell", "impl", "hidden", "layers", "nonlinearity",
-             "norm", "residual", "batch_size", "device", "threads")
+             "norm", "residual", "batch_size", "device", "floss", "threads")
 
 
 def group_runs(configs: Sequence[RunConfig], threads: int) -> dict[tuple, list[RunConfig]]:
@@ -191,10 +193,18 @@ def measure_group(cfg: RunConfig, device: torch.device, threads: int) -> Timing:
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
+        floss_s = 0.0
+        if cfg.floss:  # a flossed step (the first floss_steps) and a plain one, timed apart
+            flossed = Trainer(cfg, device)
+            for _ in range(WARMUP_STEPS):
+                flossed.train_step()
+            floss_s = statistics.median(_timed(flossed.train_step, device, STEP_REPEATS))
+            cfg = replace(cfg, floss=0, floss_weight=1.0, floss_steps=500)
         trainer = Trainer(cfg, device)
         for _ in range(WARMUP_STEPS):  # oneDNN's first call per shape, Adam's state, the allocator
             trainer.train_step()
         step_s = statistics.median(_timed(trainer.train_step, device, STEP_REPEATS))
+        floss_s = max(0.0, floss_s - step_s)
 
         def evaluation():
             evaluate(trainer.model, trainer.task, trainer.eval_batch, cfg.seq_len)
@@ -204,7 +214,7 @@ def measure_group(cfg: RunConfig, device: torch.device, threads: int) -> Timing:
     finally:
         torch.set_num_threads(old_threads)
         WORKSPACE.clear()  # the next group's shapes differ: free this one's buffers
-    return Timing(step_s, eval_s)
+    return Timing(step_s, eval_s, floss_s)
 
 
 # -- arithmetic -----------------------------------------------------------------------------------
@@ -227,7 +237,8 @@ def run_seconds(cfg: RunConfig, timing: Timing, eval_size: int) -> float:
     ``eval_size`` sequences; evaluation time is taken as proportional to the sequences."""
     per_sequence = timing.eval_s / eval_size
     evals = evaluations(cfg) * cfg.eval_size + cfg.test_size  # sequences evaluated
-    return (cfg.steps + probes(cfg)) * timing.step_s + evals * per_sequence
+    return ((cfg.steps + probes(cfg)) * timing.step_s + evals * per_sequence
+            + min(cfg.steps, cfg.floss_steps) * timing.floss_s * (cfg.floss > 0))
 
 
 def cpu_cores() -> int:

@@ -177,3 +177,19 @@ def test_cli_dry_run_on_a_missing_device_says_how_to_only_count(tmp_path):
     assert result.exit_code == 2
     assert result.output.startswith("Error: cannot time the runs here: device 'cuda' requested")
     assert "--no-estimate" in result.output and len(result.output.splitlines()) == 1
+
+
+def test_flossed_steps_are_counted_apart_and_flossing_makes_its_own_group():
+    """A flossed run pays the flossing term on its first floss_steps steps only; the number of
+    exponents flossed sets that cost, so it is part of the speed group."""
+    from seqbench.estimate import Timing, group_key, run_seconds
+
+    plain = RunConfig(task="adding", seq_len=10, cell=CellConfig(cell="rnn", hidden=8), steps=300,
+                      eval_every=100, eval_size=10, test_size=10)
+    flossed = RunConfig(task="adding", seq_len=10, cell=CellConfig(cell="rnn", hidden=8),
+                        steps=300, eval_every=100, eval_size=10, test_size=10, floss=4,
+                        floss_steps=100)
+    timing = Timing(step_s=0.01, eval_s=0.0, floss_s=0.05)
+    assert run_seconds(flossed, timing, 10) - run_seconds(plain, timing, 10) == \
+        pytest.approx(100 * 0.05)
+    assert group_key(plain, 1) != group_key(flossed, 1)
