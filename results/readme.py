@@ -273,7 +273,7 @@ def fixes() -> str:
 
 
 #: each gated cell's fixes, tested against the same cell at its default initialization
-FAMILIES = {"lstm": ("lstm_fb1", "lstm_fb3", "lstm_chrono"), "gru": ("gru_chrono",)}
+FAMILIES = {"lstm": ("lstm_fb1", "lstm_fb3", "lstm_chrono", "lstm_floss"), "gru": ("gru_chrono",)}
 
 
 def _family_tests(path: Path) -> str:
@@ -338,31 +338,79 @@ def _fixes_findings(task: str, part: pd.DataFrame, against: pd.DataFrame, init: 
 
 
 def _init_predicts(path: Path) -> str:
-    """Does the gradient at initialization predict which runs solve? (seqbench predict)"""
-    from seqbench.predict import predict
+    """Does the gradient, or the hidden-state dynamics, at initialization predict which runs
+    solve? (seqbench predict, with the dynamics of fixes/dynamics_init.csv where present)"""
+    from seqbench.predict import DYNAMICS_MEASURES, predict
 
-    table, _, _ = predict(path, select=["lr"], by_task=True, resample="config")
+    dynamics = path.parent / "dynamics_init.csv"
+    table, frame, _ = predict(path, select=["lr"], by_task=True, resample="config",
+                              dynamics=dynamics if dynamics.exists() else None)
     rows = [[t.replace("_", " "), f"`{m}`", f"{int(n)} ({int(k)})",
-             f"{auc:.2f} [{lo:.2f}, {hi:.2f}]", f"{rho:+.2f} (p = {p:.2g})"]
+             f"{auc:.2f} {_auc_interval(lo, hi)}", f"{rho:+.2f} (p = {p:.2g})"]
             for t, m, n, k, auc, lo, hi, rho, p in table[
                 ["task", "measure", "n", "n_solved", "auc", "auc_lo", "auc_hi", "spearman_rho",
                  "spearman_p"]].itertuples(index=False)]
     auc = table.set_index(["task", "measure"])["auc"]
+    has_dynamics = bool(set(table["measure"]) & set(DYNAMICS_MEASURES))
+    command = ("`seqbench predict results/fixes/runs.csv --select lr --by task --resample config"
+               + (" --dynamics results/fixes/dynamics_init.csv`" if has_dynamics else "`"))
+    dyn_text = ""
+    if has_dynamics:
+        measured = frame[frame["lyapunov_max"].notna()]
+        left = sorted(set(frame["label"]) - set(measured["label"]))
+        dyn_text = (
+            " The last two measures are the hidden-state dynamics of the same initial weights "
+            "(`seqbench dynamics --spec tasks/fixes.toml --profile quick --measure lyapunov "
+            "--measure jacobian --lag 10`, along the 16-sequence batch a run's `--probe` "
+            "measures; joined to the runs by initial model: task, T, cell, seed), top layer: "
+            "`lyapunov_max`, the largest Lyapunov exponent (per step), and `jacobian_norm`, "
+            "the median over the sequence of the one-step Jacobian's spectral norm "
+            "||J_t||_2. In-cell normalization has no per-sequence map, so "
+            f"{_names(left)} have none ({len(frame) - len(measured)} runs). Their spectra: "
+            "[fixes_spectrum.png](figures/fixes_spectrum.png) (delayed recall; at T = 25 "
+            "adding's are alike).")
     return ("\n### Does the gradient at initialization predict success?\n\n"
-            "`seqbench predict results/fixes/runs.csv --select lr --by task --resample config`: "
+            f"{command}: "
             "for every run at its arm's selected rate, a measure of its step-0 gradient probe "
             "against whether it solved. ROC AUC = the probability that a solved run has the "
             "higher value (0.5: no information; below 0.5: lower values solve), with a 95% "
             "bootstrap interval resampling whole configurations (the seeds of one arm share "
             "their initialization, so this is an association across arms); Spearman's rho "
-            "with the time to solve (unsolved runs last).\n\n"
+            f"with the time to solve (unsolved runs last).{dyn_text}\n\n"
             + _table(["task", "measure", "runs (solved)", "AUC [95% interval]",
                       "Spearman rho with time to solve"], rows)
             + f"\nThe decay factor at initialization separates the runs that solve delayed "
             f"recall (AUC {auc[('delayed_recall', 'decay_factor')]:.2f}) but not those that "
             f"solve adding (AUC {auc[('adding', 'decay_factor')]:.2f}): a decay near 1 at "
             "initialization is not the same as solving; on delayed recall it mostly tells the "
-            "gated cells with opened gates from their defaults.\n")
+            "gated cells with opened gates from their defaults.\n"
+            + _predictors(table))
+
+
+def _auc_interval(lo: float, hi: float) -> str:
+    """[lo, hi] to 2 decimals; 3 where an end rounds to 0.50 but is not 0.5 (so that the table
+    shows whether the interval excludes 0.5, as the sentence below it says)."""
+    def end(v):
+        return f"{v:.3f}" if f"{v:.2f}" == "0.50" and v != 0.5 else f"{v:.2f}"
+
+    return f"[{end(lo)}, {end(hi)}]"
+
+
+def _predictors(table: pd.DataFrame) -> str:
+    """Which measures predict success, per task: the 95% interval of the AUC excludes 0.5."""
+    lines = []
+    for task, part in table.groupby("task", sort=False):
+        yes = [f"`{r['measure']}` ({'higher' if r['auc'] > 0.5 else 'lower'} values solve, AUC "
+               f"{r['auc']:.2f})" for r in part.to_dict("records")
+               if r["auc_lo"] > 0.5 or r["auc_hi"] < 0.5]
+        no = [f"`{r['measure']}`" for r in part.to_dict("records")
+              if not (r["auc_lo"] > 0.5 or r["auc_hi"] < 0.5)]
+        name = "pooled over both tasks" if task == "all" else task.replace("_", " ")
+        lines.append(f"- {name}: predict success (95% interval excludes 0.5): "
+                     f"{', '.join(yes) or 'none'}; do not (interval includes 0.5): "
+                     f"{', '.join(no) or 'none'}.")
+    return ("\nWhich measures at initialization predict success (an association across arms, "
+            "as above):\n\n" + "\n".join(lines) + "\n")
 
 
 def _decay_vs_solve(task: str, part: pd.DataFrame, init: dict, level: float = 0.85) -> str:

@@ -19,6 +19,14 @@ seqbench grads --task adding --seq-len 500 --cell rnn --cell lstm --cell gru --s
 seqbench grads --task adding --seq-len 500 --cell lstm --forget-bias 1 --seeds 3 \
   --out results/grads.csv
 seqbench grads --spec tasks/fixes.toml --profile quick --out results/fixes/grads_init.csv
+# the hidden-state dynamics of the same initial weights (Lyapunov exponents, Jacobians; about a
+# minute on one thread), for `seqbench predict --dynamics` (results/README.md section 4)
+rm -f results/fixes/dynamics_init.csv
+seqbench dynamics --spec tasks/fixes.toml --profile quick --measure lyapunov --measure jacobian \
+  --lag 10 --threads 1 -q -o results/fixes/dynamics_init.csv
+seqbench plot spectrum results/fixes/dynamics_init.csv --task delayed_recall \
+  -o results/figures/fixes_spectrum.png \
+  --title "Lyapunov spectra at initialization, every arm of tasks/fixes.toml (quick)"
 seqbench grads --task adding --seq-len 1000 --cell rnn --cell lstm --cell gru --cell indrnn \
   --cell exprnn --cell cornn --cell lru --cell mingru --cell minlstm --seeds 3 \
   --out results/atlas/grads.csv
