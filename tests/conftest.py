@@ -26,3 +26,19 @@ def keep_denormals(monkeypatch):
         from seqbench import denormals
 
         denormals._state = "keep"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def interrupts_reach_the_tests():
+    """A shell starts its background jobs (`cmd &`, `nohup`) with SIGINT ignored, and seqbench
+    respects an inherited SIG_IGN (README, guarantees): the tests that send Ctrl-C to a run, here
+    or in a child process, need it to arrive, so the session installs Python's own handler
+    (children then start with the default disposition). The tests of the inherited SIG_IGN set
+    it themselves."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
