@@ -479,6 +479,7 @@ def long_lags() -> str:
                      "claim (it needs 5 seeds of each arm)." if p_value >= 0.05 else
                      ": fewer than 5 seeds of each arm, so not yet a claim." if min(n0, n1) < 5
                      else "."))
+    users += _long_dynamics(board)
     return ("\n## 5. Long lags (in progress)\n\n"
             "`tasks/long.toml`, the runs recorded so far (the sweep accumulates over sittings: "
             "`seqbench sweep tasks/long.toml --workers 2 --out results/long`); H = 128, "
@@ -486,6 +487,44 @@ def long_lags() -> str:
             + _table(["arm", "T", "seeds", "solved", "loss / baseline", "KM median step"], rows)
             + f"\n{improving} unsolved runs were still improving at the end of their budget. "
             + users + "\n")
+
+
+def _long_dynamics(board: pd.DataFrame) -> str:
+    """The largest Lyapunov exponent at initialization of each long-lag arm against its outcome
+    (results/long/dynamics_init.csv: `seqbench dynamics --spec tasks/long.toml`)."""
+    from seqbench.dynamics.records import read_dynamics
+
+    path = HERE / "long" / "dynamics_init.csv"
+    if not path.exists():
+        return ""
+    d = read_dynamics([path])
+    top = d[(d["measure"] == "lyapunov") & (d["index"] == 0)]
+    lam = top.groupby("label")["value"].mean()
+    rows = []
+    for r in board[board["seq_len"] == 500].to_dict("records"):
+        if r["label"] in lam.index:
+            k = round(r["solve_rate"] * r["n_seeds"])
+            rows.append((r["label"], float(lam[r["label"]]), k, int(r["n_seeds"])))
+    if not rows:
+        return ""
+    near = [r for r in rows if abs(r[1]) < 0.05]
+    far = [r for r in rows if abs(r[1]) >= 0.05]
+
+    def listed(group, fmt):
+        return ", ".join(f"`{a}` ({v:{fmt}}; solved {k}/{n})" for a, v, k, n in group) or "none"
+
+    finding = []
+    if any(k == 0 for _, _, k, _ in near):
+        finding.append("not enough (arms that start near 0 failed)")
+    if any(k > 0 for _, _, k, _ in far):
+        finding.append("not needed (contracting arms solved)")
+    return ("\n\nThe largest Lyapunov exponent of each arm's initial model, per step (`seqbench "
+            "dynamics --spec tasks/long.toml --measure lyapunov`; "
+            "[long_spectrum.png](figures/long_spectrum.png)): near 0 (|lambda_1| < 0.05): "
+            + listed(near, "+.3f") + "; contracting: " + listed(far, "+.2f") + "."
+            + (" At T = 500 a neutral spectrum at initialization was "
+               + " and ".join(finding) + " to solve adding; with 1-5 seeds per arm this is a "
+               "description across arms, not yet a test." if finding else ""))
 
 
 def atlas() -> str:
