@@ -132,6 +132,23 @@ def options_given(ctx: click.Context, allowed: tuple[str, ...]) -> list[str]:
             and p.name not in allowed]
 
 
+#: what every ``--spec`` command accepts beside the spec: where and how to run, not what
+SPEC_OPTIONS = ("spec", "profile", "device", "threads", "out", "quiet")
+
+
+def check_spec_options(ctx: click.Context, spec, profile, allowed: tuple[str, ...] = ()) -> None:
+    """``--profile`` only with ``--spec``; with ``--spec``, no option that the spec's grid
+    defines (anything typed beyond ``SPEC_OPTIONS`` and ``allowed``): one-line ConfigErrors."""
+    from seqbench.errors import ConfigError
+
+    if spec is None and profile is not None:
+        raise ConfigError("--profile needs --spec")
+    if spec is not None:
+        given = options_given(ctx, SPEC_OPTIONS + allowed)
+        if given:
+            raise ConfigError(f"--spec defines the grid; drop {given[0]}")
+
+
 @click.group(cls=SeqbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="seqbench")
 def cli():

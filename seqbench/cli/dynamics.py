@@ -8,7 +8,7 @@ import click
 from seqbench import denormals
 from seqbench import memory as M
 from seqbench.choices import DEFAULT_OUT
-from seqbench.cli import cli, config_errors, options_given
+from seqbench.cli import check_spec_options, cli, config_errors
 from seqbench.cli.options import Choice, cell_options, device_options, task_options
 
 #: the most exponents, top singular values or sensitivity directions one may ask for
@@ -94,14 +94,8 @@ def dynamics(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlineari
     from seqbench.tasks import make_task
 
     check_appendable(out, DYNAMICS_COLUMNS)
-    if spec is None and profile is not None:
-        raise ConfigError("--profile needs --spec")
-    if spec is not None:
-        given = options_given(ctx, ("spec", "profile", "device", "threads", "out", "quiet",
-                                    "batch_size", "measures", "exponents", "lags", "top",
-                                    "probes", "warmup"))
-        if given:
-            raise ConfigError(f"--spec defines the grid; drop {given[0]}")
+    check_spec_options(ctx, spec, profile, ("batch_size", "measures", "exponents", "lags",
+                                            "top", "probes", "warmup"))
     options = Options(measures=tuple(dict.fromkeys(measures)) or MEASURES, exponents=exponents,
                       lags=tuple(lags) or None, top=top, probes=probes, warmup=warmup).check()
     if spec is not None:

@@ -7,7 +7,7 @@ import click
 from seqbench import denormals
 from seqbench import memory as M
 from seqbench.choices import DEFAULT_OUT
-from seqbench.cli import cli, config_errors, options_given
+from seqbench.cli import check_spec_options, cli, config_errors
 from seqbench.cli.options import cell_options, device_options, task_options
 
 
@@ -44,7 +44,6 @@ def grads(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity,
     """
     import torch
 
-    from seqbench.errors import ConfigError
     denormals.flush()  # seqbench.denormals
     from seqbench.grads import (
         GRADS_COLUMNS,
@@ -59,12 +58,8 @@ def grads(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity,
     from seqbench.tasks import make_task
 
     check_appendable(out, GRADS_COLUMNS)
-    if spec is None and profile is not None:
-        raise ConfigError("--profile needs --spec")
+    check_spec_options(ctx, spec, profile)
     if spec is not None:
-        given = options_given(ctx, ("spec", "profile", "device", "threads", "out", "quiet"))
-        if given:
-            raise ConfigError(f"--spec defines the grid; drop {given[0]}")
         from seqbench.spec import expand_spec
 
         dev = resolve_device(device)
