@@ -615,7 +615,7 @@ def _progress(spec_name: str, profile: str, path: Path) -> str:
 
 def new_tasks_budget() -> str:
     """The tasks no arm solved in 3,000 steps, with 10,000 (tasks/new_tasks.toml, budget)."""
-    from seqbench.stats import rank_test
+    from seqbench.stats import holm, rank_test
 
     path = HERE / "new_tasks_budget" / "runs.csv"
     if not path.exists():
@@ -630,7 +630,7 @@ def new_tasks_budget() -> str:
            "remedies. Loss / baseline compared between the budgets per arm with the "
            "Mann-Whitney U test (5 seeds each: p >= 0.008 at best).\n"]
     for task, part in longer.groupby("task", sort=False):
-        rows, lower = [], []
+        rows, tests = [], []
         for r in part.to_dict("records"):
             before = quick[(quick["task"] == task) & (quick["label"] == r["label"])]
             if before.empty:
@@ -641,9 +641,9 @@ def new_tasks_budget() -> str:
                 sel = runs[(runs["task"] == task) & (runs["label"] == r["label"])]
                 return lb.rank_sample(lb.finished_runs(sel))
 
+            # effect: P(longer > quick) - P(longer < quick); lower loss is a negative effect
             effect, p_value = rank_test(ratios(longer_runs), ratios(quick_runs))
-            if p_value < ALPHA and effect > 0:
-                lower.append(f"`{r['label']}` (p = {p_value:.2g})")
+            tests.append((r["label"], effect, p_value))
             rows.append([f"`{r['label']}`", f"{int(b['n_seeds'])} / {int(r['n_seeds'])}",
                          _rate(b), _rate(r),
                          _ratio(b), _ratio(r), _num(r["accuracy_mean"], "{:.3f}"),
@@ -655,7 +655,11 @@ def new_tasks_budget() -> str:
         improving = longer_runs[(longer_runs["task"] == task)
                                 & ~longer_runs["solved"].map(lambda v: str(v) == "True")
                                 & longer_runs["still_improving"].map(lambda v: str(v) == "True")]
-        claim = ("Lower loss with 10,000 steps than with 3,000 (rank test p < 0.05): "
+        adjusted = holm([t[2] for t in tests]) if tests else []
+        lower = [f"`{label}` (Holm p = {q:.2g})"
+                 for (label, effect, _), q in zip(tests, adjusted) if q < ALPHA and effect < 0]
+        claim = ("Lower loss with 10,000 steps than with 3,000 (rank test, Holm-adjusted over "
+                 "the arms, p < 0.05): "
                  + (", ".join(lower) if lower else "no arm") + ". "
                  if part["n_seeds"].min() >= 5 else
                  "Fewer than 5 seeds of an arm with 10,000 steps so far: no comparison yet. ")
