@@ -452,41 +452,86 @@ def long_lags() -> str:
     if not path.exists():
         return ""
     board, head = lb.build(path)
-    rows = [[r["label"], str(int(r["seq_len"])), str(int(r["n_seeds"])), _rate(r), _ratio(r),
-             _num(r["km_median_solved_step"], "{:.0f}")] for r in board.to_dict("records")]
     runs = _runs(path)
     improving = int((runs["still_improving"].map(lambda v: str(v) == "True")
                      & ~runs["solved"].map(lambda v: str(v) == "True")).sum())
-    default = board[(board["label"] == "lstm") & (board["seq_len"] == 500)]
+    tables = []
+    for task, part in board.groupby("task", sort=False):
+        rows = [[f"`{r['label']}`", str(int(r["seq_len"])), _setting(r),
+                 str(int(r["n_seeds"])), _rate(r), _ratio(r),
+                 _num(r["km_median_solved_step"], "{:.0f}")] for r in part.to_dict("records")]
+        tables.append(f"\n### {task.replace('_', ' ')}\n\n" + _table(
+            ["arm", "T", "setting", "seeds", "solved", "loss / baseline", "KM median step"], rows))
+    adding = board[board["task"] == "adding"]
+    default = adding[(adding["label"] == "lstm") & (adding["seq_len"] == 500)]
     users = ("The user's own command, `seqbench run --task adding --cell lstm --seq-len 500` (the "
              "`lstm` arm at T = 500): " + (
                  f"{int(default.iloc[0]['n_seeds'])} seed(s) recorded, solve rate "
                  f"{_rate(default.iloc[0])}." if len(default) else
-                 "no seed recorded yet (its runs were restarted after the denormal fix, "
-                 "README.md, Performance; `--profile cpu_t500` resumes them)."))
-    chrono = board[(board["label"] == "lstm_chrono") & (board["seq_len"] == 500)]
+                 "no seed recorded yet (`--profile cpu_t500` runs it)."))
+    chrono = adding[(adding["label"] == "lstm_chrono") & (adding["seq_len"] == 500)]
     if len(default) and len(chrono):
-        from seqbench.stats import fisher_exact
-
-        def count(r) -> tuple[int, int]:
-            return round(r["solve_rate"] * r["n_seeds"]), int(r["n_seeds"])
-
-        (s1, n1), (s0, n0) = count(chrono.iloc[0]), count(default.iloc[0])
-        p_value, _ = fisher_exact(s1, n1, s0, n0)
-        users += (f" Its fix, chrono initialization (`lstm_chrono`): {s1} of {n1} seeds solved "
-                  f"against {s0} of {n0}, Fisher's exact test p = {p_value:.2g}"
-                  + (": not significant at 0.05 with this many seeds, the difference is not yet a "
-                     "claim (it needs 5 seeds of each arm)." if p_value >= 0.05 else
-                     ": fewer than 5 seeds of each arm, so not yet a claim." if min(n0, n1) < 5
-                     else "."))
-    users += _long_dynamics(board)
+        users += " Its fix, chrono initialization (`lstm_chrono`): " + _fisher_sentence(
+            chrono.iloc[0], default.iloc[0])
+    users += _long_dynamics(adding)
     return ("\n## 5. Long lags (in progress)\n\n"
             "`tasks/long.toml`, the runs recorded so far (the sweep accumulates over sittings: "
-            "`seqbench sweep tasks/long.toml --workers 2 --out results/long`); H = 128, "
-            "Adam 1e-3, at most 10,000 steps.\n\n"
-            + _table(["arm", "T", "seeds", "solved", "loss / baseline", "KM median step"], rows)
-            + f"\n{improving} unsolved runs were still improving at the end of their budget. "
-            + users + "\n")
+            "`seqbench sweep tasks/long.toml --profile <profile> --workers 2 --out "
+            "results/long`). Adding (profiles `cpu_t500`, `cpu_cells`): H = 128, Adam 1e-3, "
+            "batch 64, clipping at 1, at most 10,000 steps. Copy (profile `cpu_copy`): expRNN at "
+            "its paper's copy settings, at most 3,000 steps. Runs stop when the validation set "
+            "is solved.\n"
+            + "\n".join(tables)
+            + f"\nUnsolved runs still improving at the end of their budget: {improving}.\n\n"
+            + _longest_solved(head) + "\n\n" + users + "\n")
+
+
+def _setting(row) -> str:
+    """The settings that tell the long-lag arms apart: size, optimizer and learning rate, batch."""
+    mantissa, exponent = f"{float(row['lr']):e}".split("e")
+    lr = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    optimizer = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}.get(row["optimizer"],
+                                                                        row["optimizer"])
+    return f"H = {int(row['hidden'])}, {optimizer} {lr}, batch {int(row['batch_size'])}"
+
+
+def _fisher_sentence(fix, default) -> str:
+    """'k1 of n1 seeds solved against k0 of n0, Fisher's exact test p = ...' and whether that
+    can carry a claim (5 seeds of each arm, p < 0.05)."""
+    from seqbench.stats import fisher_exact
+
+    def count(r) -> tuple[int, int]:
+        return round(r["solve_rate"] * r["n_seeds"]), int(r["n_seeds"])
+
+    (s1, n1), (s0, n0) = count(fix), count(default)
+    p_value, _ = fisher_exact(s1, n1, s0, n0)
+    return (f"{s1} of {n1} seeds solved against {s0} of {n0}, Fisher's exact test "
+            f"p = {p_value:.2g}"
+            + (": not significant at 0.05 with this many seeds, the difference is not yet a "
+               "claim (it needs 5 seeds of each arm)." if p_value >= 0.05 else
+               ": fewer than 5 seeds of each arm, so not yet a claim." if min(n0, n1) < 5
+               else "."))
+
+
+def _longest_solved(head: pd.DataFrame) -> str:
+    """The longest lag each arm solved in at least one seed (the leaderboard's headline), and
+    whether a longer lag was tried and failed (bounded) or not (a lower bound only)."""
+    parts = []
+    for task, part in head.groupby("task", sort=False):
+        items = []
+        for r in part.to_dict("records"):
+            tried = int(r["longest_tried_T"])
+            if pd.isna(r["longest_solved_T"]):
+                items.append(f"`{r['label']}` none up to {tried}")
+            elif str(r["bounded"]) == "True":
+                items.append(f"`{r['label']}` {int(r['longest_solved_T'])}")
+            else:
+                items.append(f"`{r['label']}` >= {int(r['longest_solved_T'])} (not bounded: "
+                             "the longest T tried)")
+        parts.append(f"{task.replace('_', ' ')}: " + "; ".join(items))
+    return ("Longest T solved (in at least one seed; the leaderboard's headline, "
+            "`seqbench leaderboard --runs results/long/runs.csv --headline`): "
+            + ". ".join(parts) + ".")
 
 
 def _long_dynamics(board: pd.DataFrame) -> str:
@@ -501,7 +546,7 @@ def _long_dynamics(board: pd.DataFrame) -> str:
     top = d[(d["measure"] == "lyapunov") & (d["index"] == 0)]
     lam = top.groupby("label")["value"].mean()
     rows = []
-    for r in board[board["seq_len"] == 500].to_dict("records"):
+    for r in board[board["seq_len"] == 500].to_dict("records"):  # the adding rows
         if r["label"] in lam.index:
             k = round(r["solve_rate"] * r["n_seeds"])
             rows.append((r["label"], float(lam[r["label"]]), k, int(r["n_seeds"])))
