@@ -474,6 +474,7 @@ def long_lags() -> str:
         users += " Its fix, chrono initialization (`lstm_chrono`): " + _fisher_sentence(
             chrono.iloc[0], default.iloc[0])
     users += _long_dynamics(adding)
+    decay = _long_decay(runs, adding)
     return ("\n## 5. Long lags (in progress)\n\n"
             "`tasks/long.toml`, the runs recorded so far (the sweep accumulates over sittings: "
             "`seqbench sweep tasks/long.toml --profile <profile> --workers 2 --out "
@@ -483,7 +484,53 @@ def long_lags() -> str:
             "is solved.\n"
             + "\n".join(tables)
             + f"\nUnsolved runs still improving at the end of their budget: {improving}.\n\n"
-            + _longest_solved(head) + "\n\n" + users + "\n")
+            + _longest_solved(head) + "\n\n" + users + "\n" + decay)
+
+
+def _long_decay(runs: pd.DataFrame, adding: pd.DataFrame) -> str:
+    """Gradient decay at initialization and at the end of training of the adding runs at
+    T = 500 (their in-run probes, results/long/runs/*/grads.csv), against their outcome."""
+    from seqbench.grads import read_grads
+
+    grads = read_grads([HERE / "long" / "runs"])
+    grads = grads[grads["run_id"].isin(set(runs["run_id"])) & (grads["task"] == "adding")
+                  & (grads["seq_len"] == 500) & (grads["layer"] == grads["layers"] - 1)]
+    if grads.empty:
+        return ""
+    last = grads.groupby("run_id")["step"].transform("max")
+
+    def mean_factor(part):
+        return part.groupby(["label", "run_id"])["decay_factor"].first().groupby("label").mean()
+
+    init, end = mean_factor(grads[grads["step"] == 0]), mean_factor(grads[grads["step"] == last])
+    solved = {r["label"]: (round(r["solve_rate"] * r["n_seeds"]), int(r["n_seeds"]))
+              for r in adding[adding["seq_len"] == 500].to_dict("records")}
+    arms = [a for a in solved if a in init.index and a in end.index]
+    won = [a for a in arms if solved[a][0] > 0]
+    lost = [a for a in arms if solved[a][0] == 0]
+
+    def listed(group):
+        return ", ".join(f"`{a}` x{init[a]:.3f} -> x{end[a]:.3f} ({solved[a][0]}/{solved[a][1]})"
+                         for a in group) or "none"
+
+    text = ("\n![gradient vs lag at initialization and after training, adding T = 500]"
+            "(figures/decay_long_adding_T500.png)\n\n"
+            "The probe inside these runs (every 2,500 steps): the fitted decay factor of "
+            "||dL/dh_t|| per step at initialization -> at each run's last probe (mean over "
+            "seeds). Solved in at least one seed: " + listed(won)
+            + ". Never solved: " + listed(lost) + ".")
+    if won and lost:
+        floor = min(end[a] for a in won)
+        below = [a for a in lost if end[a] < floor]
+        text += (f" Every arm that solved ends at x{floor:.3f} per step or slower; of the arms "
+                 f"that never solved, {len(below)} of {len(lost)} end faster than that"
+                 + (f" and {_names(sorted(set(lost) - set(below)))} "
+                    f"{'ends' if len(lost) - len(below) == 1 else 'end'} as slow as the solvers "
+                    "without solving: a slow decay after training goes with solving here but "
+                    "does not make it" if len(below) < len(lost) else "") +
+                 " (a description across arms; the gated min-cells start as fast-decaying as "
+                 "the default LSTM and training opens them).")
+    return text + "\n"
 
 
 def _setting(row) -> str:

@@ -44,6 +44,8 @@ seqbench plot decay results/runs --task delayed_recall --seq-len 10 --at init --
   -o results/figures/decay_training_delayed_recall_T10.png
 seqbench plot decay results/runs --task adding --seq-len 50 --at init --at end \
   -o results/figures/decay_training_adding_T50.png
+seqbench plot decay results/long/runs --runs results/long/runs.csv --task adding --seq-len 500 \
+  --at init --at end -o results/figures/decay_long_adding_T500.png
 seqbench plot decay results/fixes/runs --runs results/fixes/runs.csv --select lr --task delayed_recall \
   --at init --at end --by-family \
   -o results/figures/fixes_decay.png
