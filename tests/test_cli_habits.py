@@ -266,6 +266,31 @@ def test_set_values_are_checked_like_spec_values(tmp_path):
     assert not (tmp_path / "seqbench-results").exists()
 
 
+ARMS_SPEC = SPEC.replace('cell = ["rnn", "gru"]\n', "") + """
+[[arms]]
+name = "plain"
+cell = "rnn"
+
+[[arms]]
+name = "gated"
+cell = "gru"
+"""
+
+
+def test_arm_picks_the_runs_of_named_arms(tmp_path):
+    spec = spec_file(tmp_path, ARMS_SPEC)
+    dry = ["sweep", str(spec), "--dry-run", "--no-estimate", "--out", "out"]
+    assert len(listed(invoke(dry, tmp_path))) == 12
+    gated = invoke([*dry, "--arm", "gated"], tmp_path)
+    assert len(listed(gated)) == 6 and "[plain]" not in gated.stdout and "gru" in gated.stdout
+    both = invoke([*dry, "--arm", "gated", "--arm", "plain", "--seq-len", "7"], tmp_path)
+    assert len(listed(both)) == 6 and "T=5" not in both.stdout
+    one_line_error(invoke([*dry, "--arm", "gatd"], tmp_path), "no arm named gatd",
+                   "allowed: plain, gated")
+    one_line_error(invoke(["sweep", str(spec_file(tmp_path)), "--dry-run", "--arm", "x"],
+                          tmp_path), "no arm named x", "allowed: none (the spec has no arms)")
+
+
 def test_limit_runs_the_next_n_each_time(tmp_path):
     spec = spec_file(tmp_path)
     args = ["sweep", str(spec), "--seq-len", "5", "--set", "cell=rnn", "--limit", "2", "--quiet",

@@ -46,6 +46,8 @@ from seqbench.cli.options import Choice
                    "ids, so they are not taken for the spec's recorded runs.")
 @click.option("--seq-len", "-T", "seq_lens", type=click.IntRange(1, M.MAX_SEQ_LEN), multiple=True,
               help="Only the runs with this lag T (repeatable).")
+@click.option("--arm", "arms", multiple=True, metavar="NAME",
+              help="Only the runs of this arm of the spec (repeatable; its [[arms]] name).")
 @click.option("--limit", type=click.IntRange(1, M.MAX_SET), default=None,
               help="Run at most N of the runs not yet recorded (the first N, in grid order); "
                    "the same command again runs the next N.")
@@ -55,7 +57,8 @@ from seqbench.cli.options import Choice
 @click.option("--quiet", "-q", is_flag=True, help="No per-run summary lines.")
 @config_errors
 def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_per_run, device,
-          per_gpu, out, retry_failed, dry_run, no_estimate, sets, seq_lens, limit, yes, quiet):
+          per_gpu, out, retry_failed, dry_run, no_estimate, sets, seq_lens, arms, limit, yes,
+          quiet):
     """Run every configuration of a benchmark SPEC (tasks/*.toml) not yet in OUT/runs.csv.
 
     Re-running the same command skips the runs already recorded, so an interrupted sweep resumes
@@ -68,6 +71,7 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
       seqbench sweep tasks/copy.toml --profile full --executor ray --address auto
       seqbench sweep tasks/fixes.toml --dry-run
       seqbench sweep tasks/adding.toml --set steps=200 --set seeds=2 --seq-len 100 --limit 4
+      seqbench sweep tasks/papers.toml --arm lezcano_copy1000_exprnn --arm rusch_adding500_cornn
     """
     from dataclasses import replace
     from pathlib import Path
@@ -98,6 +102,14 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
         if not configs:
             raise ConfigError(f"{spec}: no run has --seq-len {', '.join(map(str, seq_lens))}; "
                               f"allowed: {', '.join(map(str, lags))}")
+    if arms:
+        names = list(dict.fromkeys(c.label for c in configs if c.label))
+        unknown = [a for a in arms if a not in names]
+        if unknown:
+            raise ConfigError(f"{spec}: no arm named {', '.join(unknown)}"
+                              + (" among the runs left by --seq-len" if seq_lens else "")
+                              + f"; allowed: {', '.join(names) or 'none (the spec has no arms)'}")
+        configs = [c for c in configs if c.label in arms]
     if device is not None:  # the device is not part of a run's identity: recorded runs still count
         configs = [replace(cfg, device=device) for cfg in configs]
     if per_gpu and any(cfg.device == "cpu" for cfg in configs):
