@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pandas as pd
 import torch
 
 from seqbench import seeding
 from seqbench.cells import CellConfig, cell_class, options_label
 from seqbench.model import SequenceModel, build_model
-from seqbench.probe import UNDERFLOW, LagCurve, decay_factor, horizon_bracket, probe
+from seqbench.probe import FIT_FLOOR, UNDERFLOW, LagCurve, decay_factor, horizon_bracket, probe
 from seqbench.provenance import environment
 from seqbench.results import CELL_COLUMNS, append_rows
 from seqbench.tasks import Batch, Task, make_task
@@ -185,7 +186,47 @@ def read_grads(paths) -> pd.DataFrame:
         if missing:
             raise ConfigError(f"{f} is not a grads CSV (no column {', '.join(missing)}); "
                               "seqbench grads and seqbench run --probe-every write them")
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return refit(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
+
+
+def refit(rows: pd.DataFrame) -> pd.DataFrame:
+    """``decay_factor`` (and ``cell_decay_factor``) of every curve fitted again from its norms
+    with the current fit (seqbench.probe.decay_factor): the norms are the observation, the
+    factor a summary of them, so files written before a change of the fit (its floor,
+    FIT_FLOOR) read the same as new ones. A curve is one probe's rows of one layer."""
+    if "probe_id" not in rows or rows.empty:
+        return rows
+    rows = rows.copy()
+    curve = rows.groupby(["probe_id", "layer"], sort=False).ngroup().to_numpy()
+    lag = pd.to_numeric(rows["lag"], errors="coerce").to_numpy(dtype=float)
+    for norm, factor in (("grad_norm", "decay_factor"), ("cell_grad_norm", "cell_decay_factor")):
+        if norm not in rows or factor not in rows:
+            continue
+        values = pd.to_numeric(rows[norm], errors="coerce").to_numpy(dtype=float)
+        rows[factor] = _fit_per_curve(curve, lag, values)[curve]
+    return rows
+
+
+def _fit_per_curve(curve: np.ndarray, lag: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """seqbench.probe.decay_factor for every curve at once (least squares of log norm on lag
+    over the norms above FIT_FLOOR, from per-curve sums): one factor per curve index."""
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(norm) & (norm > FIT_FLOOR) & np.isfinite(lag)
+    n_curves = int(curve.max()) + 1 if len(curve) else 0
+    c, x = curve[ok], lag[ok]
+    y = np.log(norm[ok])
+
+    def total(v):
+        return np.bincount(c, weights=v, minlength=n_curves)
+
+    n = np.bincount(c, minlength=n_curves).astype(float)
+    sx, sy, sxx, sxy = total(x), total(y), total(x * x), total(x * y)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = sxx - sx * sx / n
+        slope = (sxy - sx * sy / n) / var
+    # decay_factor's rule: NaN below 2 points or when every lag is the same (no slope)
+    fine = (n >= 2) & (var > 1e-9 * np.maximum(sxx, 1.0))
+    return np.where(fine, np.exp(np.where(fine, slope, 0.0)), np.nan)
 
 
 def cell_grid(cells, impls, hidden=128, layers=1, nonlinearities=(), inits=("default",),

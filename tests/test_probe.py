@@ -107,6 +107,20 @@ def test_decay_fit_ignores_underflow_and_horizon_is_first_crossing():
     assert UNDERFLOW == np.finfo(np.float32).tiny
 
 
+def test_decay_fit_stops_above_the_floor_that_flushed_denormals_leave():
+    """With denormals flushed, a backward product under float32's smallest normal becomes 0 and
+    the norm can freeze on a constant (coRNN at initialization, adding T = 500, froze at 1.65e-35
+    from lag ~275). The fit leaves that floor out: the decay of the curve above it stands."""
+    from seqbench.probe import FIT_FLOOR
+
+    lags = np.arange(300)
+    norms = 0.73 ** lags
+    frozen = norms < 1.65e-35
+    norms[frozen] = 1.65e-35
+    assert frozen.sum() > 40 and 1.65e-35 < FIT_FLOOR < 1e-30
+    assert decay_factor(lags, norms) == pytest.approx(0.73, rel=1e-9)
+
+
 @pytest.mark.parametrize("impl", ["builtin", "hand"])
 def test_probing_does_not_change_training(impl):
     cfg = RunConfig(task="delayed_recall", seq_len=12, steps=30, eval_every=10, batch_size=16,
@@ -220,3 +234,24 @@ def test_summary_counts_seeds_that_never_reach_the_horizon_instead_of_dropping_t
     coarse = np.array([0, 1, 2, 4, 8])
     rough = summarize(pd.DataFrame(_curve_rows("e", 0, coarse, 0.1 ** coarse.astype(float)))).iloc[0]
     assert rough["horizon_mean_reached"] == 8 and not rough["horizon_exact"]
+
+
+def test_read_grads_fits_the_decay_again_from_the_norms(tmp_path):
+    """A grads CSV written before a change of the fit reads with the current fit: the norms are
+    the observation, the factor is recomputed from them (one value per probe and layer)."""
+    from seqbench.grads import read_grads
+
+    lags = np.arange(300)
+    norms = 0.73 ** lags
+    norms[norms < 1.65e-35] = 1.65e-35  # the floor flushed denormals leave
+    rows = pd.DataFrame({"probe_id": "p@0", "task": "adding", "seq_len": 300, "cell": "cornn",
+                         "layers": 1, "layer": 0, "step": 0, "lag": lags, "grad_norm": norms,
+                         "cell_grad_norm": np.nan, "decay_factor": 0.85,
+                         "cell_decay_factor": np.nan})
+    other = rows.assign(probe_id="p@10", grad_norm=0.5 ** lags + 0.0, decay_factor=0.9)
+    pd.concat([rows, other]).to_csv(tmp_path / "grads.csv", index=False)
+    read = read_grads([tmp_path / "grads.csv"])
+    by_probe = read.groupby("probe_id")["decay_factor"].agg(["min", "max"])
+    assert by_probe.loc["p@0", "min"] == by_probe.loc["p@0", "max"] == pytest.approx(0.73)
+    assert by_probe.loc["p@10", "max"] == pytest.approx(0.5)
+    assert read["cell_decay_factor"].isna().all()
