@@ -79,6 +79,23 @@ def header() -> str:
     quick = _settings("adding.toml", "quick")
     fixes = _settings("fixes.toml", "quick")
     lrs = ", ".join(f"{v:g}" for v in fixes["lrs"])
+    setup = _table(["", ""], [
+        ["hardware", "2-core AMD EPYC (x86_64) virtual machine, 24 GiB, no GPU; two one-thread "
+                     "worker processes"],
+        ["protocol", f"training batches, a validation set ({quick['eval_size']} sequences, every "
+                     f"{quick['eval_every']} steps: stopping and learning-rate selection) and a "
+                     f"test set ({quick['test_size']} sequences, once, at the end: every "
+                     "reported number), from separate random streams of each seed"],
+        ["`quick` task sweeps", f"H = {quick['hidden']}, batch {quick['batch']}, Adam lr "
+                                f"{quick['lr']:g} (fixed), norm clipping {quick['clip']:g}, at "
+                                f"most {quick['steps']:,} steps, stop when the validation set "
+                                f"is solved, {quick['seeds']} seeds, gradient probe every "
+                                f"{quick['probe_every']} steps"],
+        ["fixes comparison", f"the same, hand-written cells, lr in {{{lrs}}} selected per arm "
+                             "and task on the validation set (highest validation solve rate, "
+                             f"then lowest validation loss), {fixes['seeds']} seeds"],
+        ["comparisons", "at equal hidden size (not equal parameter count: `--match-params` was "
+                        "not used)"]])
     return f"""# Reference results
 
 Everything here comes from real runs of the specs in `tasks/` on this project's CPU machine,
@@ -87,14 +104,7 @@ the committed CSVs by [`readme.py`](readme.py) (`python results/readme.py --chec
 test suite). Claims that one arm differs from another quote Fisher's exact test on the solve
 counts, Holm-adjusted across the arms compared (significance level {ALPHA}).
 
-| | |
-|---|---|
-| hardware | 2-core AMD EPYC (x86_64) virtual machine, 24 GiB, no GPU; two one-thread worker processes |
-| protocol | training batches, a validation set ({quick['eval_size']} sequences, every {quick['eval_every']} steps: stopping and learning-rate selection) and a test set ({quick['test_size']} sequences, once, at the end: every reported number), from separate random streams of each seed |
-| `quick` task sweeps | H = {quick['hidden']}, batch {quick['batch']}, Adam lr {quick['lr']:g} (fixed), norm clipping {quick['clip']:g}, at most {quick['steps']:,} steps, stop when the validation set is solved, {quick['seeds']} seeds, gradient probe every {quick['probe_every']} steps |
-| fixes comparison | the same, hand-written cells, lr in {{{lrs}}} selected per arm and task on the validation set (highest validation solve rate, then lowest validation loss), {fixes['seeds']} seeds |
-| comparisons | at equal hidden size (not equal parameter count: `--match-params` was not used) |
-
+{setup}
 Files: `runs.csv` (one row per run), `leaderboard*.csv` (`seqbench leaderboard`), `grads.csv`
 (`seqbench grads` at initialization), `runs/<run id>/` (config, learning curve and the probe's
 `grads.csv` of every run), `fixes/` (the same for the fixes comparison), `long/` (the long-lag
@@ -729,8 +739,8 @@ def new_tasks_budget() -> str:
                 continue
             b = before.iloc[0]
 
-            def ratios(runs):
-                sel = runs[(runs["task"] == task) & (runs["label"] == r["label"])]
+            def ratios(runs, task=task, label=r["label"]):
+                sel = runs[(runs["task"] == task) & (runs["label"] == label)]
                 return lb.rank_sample(lb.finished_runs(sel))
 
             # effect: P(longer > quick) - P(longer < quick); lower loss is a negative effect

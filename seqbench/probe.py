@@ -22,8 +22,9 @@ How it is measured:
 
 Summaries per curve: the decay factor per step is exp(slope) of a least-squares line through
 log(norm) against lag, over the lags whose norm is well above float32 underflow (``FIT_FLOOR``,
-about 1.2e-32, where flushed denormals start to freeze the backward pass); norms that underflowed (below the smallest normal float32, ``UNDERFLOW``: exact
-zeros and denormals) are kept in the data as they are, flagged ``underflow``, and never fitted.
+about 1.2e-32, where flushed denormals start to freeze the backward pass); norms that underflowed
+(below the smallest normal float32, ``UNDERFLOW``: exact zeros and denormals) are kept in the
+data as they are, flagged ``underflow``, and never fitted.
 The gradient horizon is the smallest lag whose norm falls below 1e-6 of the lag-0 norm (empty
 when it never does within the sequence).
 """

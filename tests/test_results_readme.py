@@ -78,7 +78,7 @@ def test_the_longer_budget_claims_point_the_way_the_runs_do():
         task = block.split(",", 1)[0].strip().replace(" ", "_")
         claim = next(line for line in block.splitlines() if line.startswith("Lower loss"))
         for label in re.findall(r"`([a-z0-9_]+)` \(Holm p", claim):
-            def median(runs):
+            def median(runs, task=task, label=label):
                 sel = runs[(runs["task"] == task) & (runs["label"] == label)]
                 return sel["loss_ratio"].median()
             assert median(longer) < median(quick), (task, label)
