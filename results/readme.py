@@ -845,10 +845,22 @@ def published() -> str:
             "`papers/published.csv` say where ours differs: budgets above all), 3 seeds. The "
             "verdict is on outcomes (solved; partial; at the memoryless baseline, i.e. loss "
             ">= 90% of it). Run here so far: the arms at T <= 400 (`seqbench sweep "
-            "tasks/papers.toml -T 100 -T 150 -T 300 -T 400`); the T = 500-1,000 arms take hours "
-            "per run on this CPU (`--profile paper` on a GPU). "
-            f"{agreement_counts(table)}.{budget_note}\n\n"
+            "tasks/papers.toml -T 100 -T 150 -T 300 -T 400`) and those of the long-lag cells' "
+            "papers with the plain cells they were compared against (`--arm NAME`, one per "
+            "arm run). " + _not_run(table) + f"{agreement_counts(table)}.{budget_note}\n\n"
             + (format_table(run, "markdown") if len(run) else "No arm recorded yet.\n"))
+
+
+def _not_run(table: pd.DataFrame) -> str:
+    """The arms with no recorded seed, by T: what a GPU (`--profile paper`) is for."""
+    left = table[table["n_seeds"] == 0]
+    if left.empty:
+        return ""
+    lags = sorted({int(t) for t in left["seq_len"]})
+    return (f"Not run: {len(left)} arms at T = {', '.join(f'{t:,}' for t in lags)} "
+            f"({_names(left['arm'])}): plain cells at long lags, whose runs are long on this "
+            "CPU and unlikely to leave the baseline within 3,000 steps (`--dry-run` estimates "
+            "them; `--profile paper` is for a GPU). ")
 
 
 def provenance() -> str:
