@@ -491,7 +491,8 @@ def long_lags() -> str:
             "results/long`). Adding (profiles `cpu_t500`, `cpu_cells`): H = 128, Adam 1e-3, "
             "batch 64, clipping at 1, at most 10,000 steps. Copy (profile `cpu_copy`): expRNN at "
             "its paper's copy settings, at most 3,000 steps. Runs stop when the validation set "
-            "is solved.\n"
+            "is solved. Solve rate against T with 95% Wilson bands: "
+            "[long_solve_rate.png](figures/long_solve_rate.png).\n"
             + "\n".join(tables)
             + f"\nUnsolved runs still improving at the end of their budget: {improving}.\n\n"
             + _longest_solved(head) + "\n\n" + users + "\n" + decay)

@@ -62,6 +62,7 @@ seqbench sweep tasks/long.toml --workers 2 --out results/long
 seqbench dynamics --spec tasks/long.toml --profile cpu_t500 --measure lyapunov -o results/long/dynamics_init.csv
 seqbench dynamics --spec tasks/long.toml --profile cpu_cells --measure lyapunov -o results/long/dynamics_init.csv
 seqbench plot spectrum results/long/dynamics_init.csv -o results/figures/long_spectrum.png
+seqbench plot solve-rate results/long/runs.csv -o results/figures/long_solve_rate.png
 seqbench leaderboard --runs results/long/runs.csv --format markdown
 
 # 5b. The newer tasks against every cell (resumable; about 3 CPU-hours with one worker)
