@@ -74,6 +74,8 @@ BOUNDED = {
     "dynamics": ["-T", "4", "--hidden", "4", "--seeds", "1", "--batch-size", "2", "-k", "2",
                  "--lag", "1", "--top", "1", "--probes", "1", "--warmup", "0", "--device", "cpu",
                  "--threads", "1", "-q", "--out", "dynamics.csv"],
+    "curse": ["--steps", "4", "--batch", "2", "--hidden", "2", "--probes", "1", "-q",
+              "--out", "curse.csv"],
 }
 #: options whose value sets the cost of a call: fuzzed with COST_VALUES only
 COST = {"steps", "hidden", "seq_len", "seq_lens", "batch_size", "batch", "eval_size",

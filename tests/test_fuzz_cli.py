@@ -65,6 +65,7 @@ SMALL = {
               # a sweep bench starts worker processes (tests/test_bench.py runs one)
               "sweep_runs": (0, 0), "sweep_steps": (1, 1)},
     "sweep": {"workers": (1, 2), "threads_per_worker": (1, 1)},
+    "curse": {"steps": (2, 20), "batch": (1, 4), "hidden": (1, 4), "probes": (1, 4)},
 }
 #: integer options whose size costs nothing: fuzzed over a wide range
 WIDE_INTS = {"seed", "checkpoint_every", "eval_every", "probe_every", "layer"}

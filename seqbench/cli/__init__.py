@@ -182,3 +182,4 @@ from seqbench.cli import compare  # noqa: E402, F401
 from seqbench.cli import report  # noqa: E402, F401
 from seqbench.cli import predict  # noqa: E402, F401
 from seqbench.cli import dynamics  # noqa: E402, F401
+from seqbench.cli import curse  # noqa: E402, F401

@@ -295,3 +295,26 @@ def spectrum(sources, output, task, seq_len, layer, title):
     path = output_path(output)  # a bad -o fails before any work
     save_figure(spectrum_figure(sources, task=task, seq_len=seq_len, layer=layer, title=title),
                 path)
+
+
+@plot.command("curse")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--output", default=f"{DEFAULT_OUT}/figures/curse.png", show_default=True,
+              help="Output file; PNG, SVG or PDF by its suffix.")
+@click.option("--title", default=None, help="A title over the whole figure.")
+@config_errors
+def curse(sources, output, title):
+    """The curse of memory: ||d h_T / d theta|| against 1 / (1 - m), closed forms dashed.
+
+    SOURCES are curse CSVs (`seqbench curse` writes seqbench-results/curse.csv) or folders
+    searched for curse.csv.
+
+    \b
+    Example:
+      seqbench plot curse seqbench-results/curse.csv -o curse.png
+    """
+    from seqbench.plots import output_path
+    from seqbench.plots.curse import curse_figure
+
+    path = output_path(output)  # a bad -o fails before any work
+    save_figure(curse_figure(sources, title=title), path)

@@ -49,6 +49,12 @@ from seqbench.dynamics.state import layer_maps, run_layer
 from seqbench.errors import ConfigError
 
 CURSE_CELLS = ("linear", "rnn", "lstm", "lru")
+#: the columns of a curse-of-memory CSV (``seqbench curse``): one row per model, memory and
+#: parameter, with the provenance of the measurement
+CURSE_COLUMNS = ["cell", "memory", "param", "steps", "batch", "hidden", "value", "value_median",
+                 "state_rms", "theory", "exact", "probes", "seed", "device", "device_name",
+                 "threads", "malloc", "denormals", "torch_version", "cudnn_version",
+                 "onednn_version", "seqbench_version", "git_commit"]
 
 
 def scalar_sensitivity_variance(lam: float, t: int | None = None, sigma2: float = 1.0,
