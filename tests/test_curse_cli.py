@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from clihelp import invoke
 
-from seqbench.dynamics.curse import CURSE_COLUMNS
+from seqbench.dynamics.curse import CURSE_CELLS, CURSE_COLUMNS, curse_bytes, curse_of_memory
 
 SMALL = ["curse", "--steps", "120", "--batch", "48", "--hidden", "3", "--memory", "0.5",
          "--memory", "0.95", "-q"]
@@ -48,3 +48,34 @@ def test_plot_curse_draws_the_scan(tmp_path):
     pd.DataFrame({"a": [1]}).to_csv(tmp_path / "other.csv", index=False)
     wrong = invoke(["plot", "curse", "other.csv"], tmp_path)
     assert wrong.exit_code != 0 and "not a curse-of-memory CSV" in wrong.output
+
+
+def test_the_command_offers_the_functions_models_and_default_memories():
+    import inspect
+
+    from seqbench.cli.curse import CURSE_MODELS, curse
+
+    assert CURSE_MODELS == CURSE_CELLS  # a copy, so that the CLI does not import torch
+    default = inspect.signature(curse_of_memory).parameters["memories"].default
+    memory = next(p for p in curse.params if p.name == "memories")
+    assert ", ".join(f"{m:g}" for m in default) in memory.help  # the help names the real default
+
+
+def test_a_scan_over_the_memory_limit_is_a_one_line_error(tmp_path, monkeypatch):
+    assert curse_bytes(CURSE_CELLS, 1000, 64, 16, 16) < 2**30  # the defaults: about 0.5 GB
+    monkeypatch.setenv("SEQBENCH_MEMORY_LIMIT_GB", "1")
+    result = invoke(["curse", "--cell", "lstm", "--hidden", "100000", "-o", "c.csv"], tmp_path)
+    assert result.exit_code == 2 and "of memory (estimate)" in result.output, result.output
+    assert "--hidden" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_a_scan_under_a_decade_has_plain_ticks(tmp_path):
+    from matplotlib.ticker import FuncFormatter
+
+    from seqbench.plots.curse import curse_figure
+
+    assert invoke(["curse", "--cell", "linear", "--steps", "50", "--batch", "8", "--memory",
+                   "0.5", "--memory", "0.8", "-q", "-o", "c.csv"], tmp_path).exit_code == 0
+    ax = curse_figure([str(tmp_path / "c.csv")]).axes[0]  # 1 / (1 - m) from 2 to 5
+    assert isinstance(ax.xaxis.get_major_formatter(), FuncFormatter)

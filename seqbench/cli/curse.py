@@ -59,7 +59,7 @@ def curse(cells, memories, steps, batch, hidden, probes, seed, out, quiet):
     import torch
 
     denormals.flush()  # seqbench.denormals
-    from seqbench.dynamics.curse import CURSE_COLUMNS, curse_of_memory
+    from seqbench.dynamics.curse import CURSE_CELLS, CURSE_COLUMNS, check_curse, curse_of_memory
     from seqbench.errors import ConfigError
     from seqbench.provenance import environment
     from seqbench.results import append_rows, check_appendable
@@ -67,10 +67,13 @@ def curse(cells, memories, steps, batch, hidden, probes, seed, out, quiet):
     for m in memories:
         if not 0 < m < 1:
             raise ConfigError(f"--memory must lie in (0, 1) (exclusive), got {m:g}")
+    chosen = {"cells": tuple(dict.fromkeys(cells)) or CURSE_CELLS}
+    if memories:  # else curse_of_memory's own default
+        chosen["memories"] = tuple(dict.fromkeys(memories))
+    check_curse(chosen["cells"], steps, batch, hidden, probes)  # before any file or tensor
     check_appendable(out, CURSE_COLUMNS)
-    frame = curse_of_memory(memories=tuple(dict.fromkeys(memories)) or (0.5, 0.9, 0.99),
-                            cells=tuple(dict.fromkeys(cells)) or CURSE_MODELS, steps=steps,
-                            batch=batch, hidden=hidden, seed=seed, probes=probes)
+    frame = curse_of_memory(**chosen, steps=steps, batch=batch, hidden=hidden, seed=seed,
+                            probes=probes)
     provenance = environment(torch.device("cpu"), torch.get_num_threads())
     rows = [{**row, **provenance} for row in frame.to_dict("records")]
     append_rows(out, rows, CURSE_COLUMNS)

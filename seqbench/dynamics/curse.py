@@ -89,6 +89,53 @@ def lru_nu_sensitivity(r: float, t: int | None = None, sigma2: float = 1.0) -> f
         r, t, sigma2, gamma=math.sqrt(1 - r * r))
 
 
+def _theta_entries(cell: str, hidden: int) -> int:
+    """Entries of the largest parameter measured on its own (``_model``'s theta)."""
+    return {"linear": 1, "rnn": hidden * hidden, "lstm": 4 * hidden * hidden}.get(cell, hidden)
+
+
+def curse_bytes(cells, steps: int, batch: int, hidden: int, probes: int) -> int:
+    """Peak bytes of ``curse_of_memory`` (estimate, arithmetic only, as
+    seqbench.dynamics.records.dynamics_bytes): the white noise and the norms (S B, float32 and
+    float64), plus the largest of the models, measured one at a time: its parameters (the module
+    and the map's copies), the trajectory built as a list then stacked (twice S B (D + H), D = 2H
+    the widest state), the directions over theta (every entry up to SENSITIVITY_EXACT_MAX, else
+    ``probes``) and their state tangents with the step's intermediates (``WORK_FACTOR`` numbers
+    per direction, sequence and state unit, counted as float64)."""
+    from seqbench import memory as mem
+    from seqbench.dynamics.records import WORK_FACTOR
+
+    S, B = int(steps), int(batch)
+    largest = 0
+    for cell in cells:
+        H = 1 if cell == "linear" else int(hidden)
+        D = 2 * H
+        P = _theta_entries(cell, H)
+        n_dir = P if P <= M.SENSITIVITY_EXACT_MAX else int(probes)
+        model = 2 * mem.param_bytes(H, 1, 1, 1) // mem.PARAM_COPIES
+        trajectory = 2 * 4 * S * B * (D + H)
+        directions = 4 * n_dir * P + 8 * n_dir * B * D * WORK_FACTOR
+        largest = max(largest, model + trajectory + directions)
+    return mem.BASE_BYTES + 4 * S * B + 8 * S * B + largest
+
+
+def check_curse(cells, steps: int, batch: int, hidden: int, probes: int) -> None:
+    """Refuse, in one line, a scan whose estimate (``curse_bytes``) exceeds the memory limit
+    (seqbench.memory: MemAvailable, or SEQBENCH_MEMORY_LIMIT_GB)."""
+    from seqbench import memory as mem
+
+    limit = mem.available_bytes()
+    if limit is None:
+        return
+    need = curse_bytes(cells, steps, batch, hidden, probes)
+    if need > limit:
+        raise ConfigError(
+            f"this curse-of-memory scan (steps {steps}, batch {batch}, hidden {hidden}, "
+            f"{probes} probes) needs about {mem.gb(need)} of memory (estimate), more than the "
+            f"limit of {mem.gb(limit)} ({mem.limit_text()}); lower --steps, --batch, --hidden "
+            "or --probes")
+
+
 def _model(cell: str, memory: float, hidden: int, seed: int) -> tuple[HandRNN, tuple[str, ...]]:
     """A one-layer stack of ``cell`` with memory ``memory`` (see the module docstring) and the
     parameters theta measured, each on its own."""

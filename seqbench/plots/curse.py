@@ -4,8 +4,9 @@ recurrent parameters, ||d h_T / d theta||, against the memory's time scale 1 / (
 One line per (model, parameter) with a marker at each measured memory (the mean over the seeds
 in the file), one colour per model (seqbench.style; the lru's two parameters share it, told apart
 by marker), and the closed form (the ``theory`` column: the linear recurrence, the lru's nu_log)
-as a dashed line of the same colour. A slope of 3/2 on these axes is the linear recurrence's
-(1 - m)^(-3/2); a flat line is a memory whose cost does not grow. Rows: ``seqbench curse``.
+as a dashed line of the same colour; an axis spanning less than a decade has plain decimal
+ticks. A slope of 3/2 on these axes is the linear recurrence's (1 - m)^(-3/2); a flat line is
+a memory whose cost does not grow. Rows: ``seqbench curse``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from seqbench.errors import ConfigError
-from seqbench.plots import MARKERS, label_axes, new_figure
+from seqbench.plots import MARKERS, label_axes, new_figure, plain_log_ticks
 from seqbench.style import cell_color
 
 NEEDED = ("cell", "param", "memory", "steps", "value", "theory")
@@ -55,6 +56,8 @@ def curse_figure(sources, title: str | None = None):
                     color=color, alpha=0.7, label=f"{name}, closed form")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in ("x", "y"):  # a scan spanning less than a decade: 2, 5, 10, not 2x10^0
+        plain_log_ticks(ax, axis)
     label_axes(ax, "Curse of memory" + (f": T = {steps[0] - 1}" if len(steps) == 1 else ""),
                "memory time scale 1 / (1 - m) (steps)",
                "||d h_T / d theta||  (root mean square over sequences)")
