@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from clihelp import invoke
@@ -79,3 +81,38 @@ def test_a_scan_under_a_decade_has_plain_ticks(tmp_path):
                    "0.5", "--memory", "0.8", "-q", "-o", "c.csv"], tmp_path).exit_code == 0
     ax = curse_figure([str(tmp_path / "c.csv")]).axes[0]  # 1 / (1 - m) from 2 to 5
     assert isinstance(ax.xaxis.get_major_formatter(), FuncFormatter)
+
+
+def test_a_scan_over_one_to_three_decades_labels_1_2_5_only(tmp_path):
+    from matplotlib.ticker import NullFormatter
+
+    from seqbench.plots.curse import curse_figure
+
+    memory = [0.5, 0.9, 0.97]  # 1 / (1 - m) from 2 to 33: matplotlib would label 3x10^0, 4x10^0
+    pd.DataFrame({"cell": "linear", "param": "weight_hh", "memory": memory, "steps": 200,
+                  "value": [2.0, 18.0, 110.0], "theory": [1.7, 16.0, 97.0]}).to_csv(
+        tmp_path / "c.csv", index=False)
+    fig = curse_figure([str(tmp_path / "c.csv")])
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert isinstance(ax.xaxis.get_minor_formatter(), NullFormatter)
+    lo, hi = sorted(ax.get_xlim())
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert [float(t) for t in labels if lo <= float(t) <= hi] == [2, 5, 10, 20], labels
+
+
+def test_plot_curse_skips_rows_it_cannot_draw(tmp_path):
+    rows = pd.DataFrame({"cell": "linear", "param": "weight_hh", "memory": ["0.5", "0.9", "1"],
+                         "steps": 200, "value": [2.0, 18.0, 1.0], "theory": [1.7, 16.0, 1.0]})
+    rows.to_csv(tmp_path / "c.csv", index=False)
+    rows.assign(memory="x").to_csv(tmp_path / "x.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # the suite turns warnings into errors; a user sees them
+        some = invoke(["plot", "curse", "c.csv", "-o", "c.png"], tmp_path)
+        none = invoke(["plot", "curse", "x.csv", "-o", "x.png"], tmp_path)
+    assert some.exit_code == 0, some.output
+    assert "Warning: 1 row(s) without a memory in (0, 1)" in some.output
+    assert (tmp_path / "c.png").exists()
+    assert none.exit_code == 2 and "Traceback" not in none.output, none.output
+    assert none.output.strip().splitlines()[-1] == "Error: no curse-of-memory rows to draw"
+    assert not (tmp_path / "x.png").exists()

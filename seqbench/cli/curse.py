@@ -35,7 +35,8 @@ MAX_CURSE_STEPS = 100_000
               show_default=True,
               help="Random directions of the estimate when a parameter has more than 64 entries "
                    "(fewer: exact).")
-@click.option("--seed", type=click.IntRange(0, M.MAX_SEED), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, M.MAX_SEED), default=0, show_default=True,
+              help="Seed of the white noise, the random weights and the probe directions.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False),
               default=f"{DEFAULT_OUT}/curse.csv", show_default=True,
               help="CSV to append the rows to.")
