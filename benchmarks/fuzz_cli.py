@@ -37,6 +37,13 @@ from click.testing import CliRunner
 
 from seqbench.cli import cli
 
+# the command walk and the chdir helper are those of the tests (tests/clihelp.py), which the
+# property fuzz of tests/test_fuzz_cli.py uses too; tests/ is not a package: put it on the path
+TESTS = str(Path(__file__).resolve().parent.parent / "tests")
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
+from clihelp import commands, inside  # noqa: E402
+
 #: seconds one call may take before it counts as hung (a FIFO read blocks forever)
 HANG_S = 10
 
@@ -86,21 +93,12 @@ COST = {"steps", "hidden", "seq_len", "seq_lens", "batch_size", "batch", "eval_s
 ALWAYS = {"sweep": ["--dry-run", "--no-estimate"]}
 
 
-def commands(group: click.Group = cli, prefix=()):
-    """(path, command) of every command, sub-commands of groups included."""
-    for name, cmd in sorted(group.commands.items()):
-        if isinstance(cmd, click.Group):
-            yield from commands(cmd, (*prefix, name))
-        else:
-            yield (*prefix, name), cmd
-
-
 def populate(root: Path) -> None:
     """The scratch folder: a finished tiny run, and every awkward path of PATHS."""
     from seqbench.results import RUN_COLUMNS
 
     runner = CliRunner()
-    with _inside(root):
+    with inside(root):
         result = runner.invoke(cli, ["run", *BOUNDED["run"][:-2], "--checkpoint-every", "1",
                                      "--out", "results"])
         assert result.exit_code == 0, result.output
@@ -230,7 +228,7 @@ def _invoke(root: Path, argv: list[str]) -> tuple[int | str, str, str]:
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.alarm(HANG_S)
     try:
-        with _inside(root), warnings.catch_warnings():
+        with inside(root), warnings.catch_warnings():
             warnings.simplefilter("default")
             result = CliRunner().invoke(cli, argv)
     except Hang as e:  # raised outside click's handling (a FIFO opened in a C call)
@@ -249,16 +247,6 @@ def _invoke(root: Path, argv: list[str]) -> tuple[int | str, str, str]:
     if code not in (0, 1, 2, 141):
         return code, output, f"exit code {code}"
     return code, output, ""
-
-
-@contextlib.contextmanager
-def _inside(path: Path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 def main() -> None:

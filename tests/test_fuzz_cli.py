@@ -9,7 +9,6 @@ expected, foreign CSVs and garbage TOML specs. To stay fast, the options that se
 a sweep whose spec parses as TOML is always a --dry-run.
 """
 
-import contextlib
 import hashlib
 import json
 import math
@@ -24,6 +23,7 @@ import click
 import pytest
 import torch
 from click.testing import CliRunner
+from clihelp import commands, inside
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -43,15 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 # -- the commands and their options, from click ---------------------------------------------------
 
 
-def _commands(group: click.Group, prefix=()):
-    for name, cmd in sorted(group.commands.items()):
-        if isinstance(cmd, click.Group):
-            yield from _commands(cmd, (*prefix, name))
-        else:
-            yield (*prefix, name), cmd
-
-
-COMMANDS = dict(_commands(cli))
+COMMANDS = dict(commands())
 assert {("run",), ("grads",), ("sweep",), ("leaderboard",), ("plot", "decay")} <= set(COMMANDS)
 
 #: per command: options that set the cost of a successful call, and the small values allowed
@@ -317,16 +309,6 @@ def _parses_as_toml(path: Path) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _inside(path: Path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 @settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=argument_lists())
@@ -342,7 +324,7 @@ def test_random_arguments_never_crash_and_errors_change_nothing(finished_run, ca
                 argv = [*argv, "--dry-run"]  # a real sweep would start worker processes
         if argv[:1] == ["grads"] and "real.toml" in argv:
             argv = [a if a != "real.toml" else "spec.toml" for a in argv]  # 36 real configs
-        with _inside(root), warnings.catch_warnings():
+        with inside(root), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. a torn line skipped; not what is tested here
             result = CliRunner().invoke(cli, argv)
         torch.set_num_threads(threads)

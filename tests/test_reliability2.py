@@ -3,19 +3,18 @@ not make a sweep run everything after it again, checkpoints carry a checksum and
 is a one-line refusal, non-finite options are bad input and a non-finite result is ``diverged``,
 and a run folder keeps no temporary files."""
 
-import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
-import signal
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
+from reliability_helpers import digest, interrupt, one_line_error
 
 import seqbench.runner as runner
 from seqbench.cells import CellConfig
@@ -26,7 +25,6 @@ from seqbench.results import RUN_COLUMNS, append_rows, read_rows
 from seqbench.runner import (
     CHECKPOINT,
     CHECKPOINT_MAGIC,
-    RunInterrupted,
     execute_run,
     load_checkpoint,
     resume_run,
@@ -44,55 +42,11 @@ def tiny(**kw) -> RunConfig:
     return RunConfig(**base)
 
 
-def digest(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def one_line_error(result, *needles: str) -> str:
-    """The CLI answered with exit 2 and one line ``Error: ...`` holding every needle."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit)
-    lines = result.output.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
-class _StopAfter(dict):
-    """Stands for the signal state of runner._stop_on_signals: a SIGINT "arrives" after ``k``
-    steps (deterministic, in-process)."""
-
-    def __init__(self, k: int):
-        super().__init__(signum=None)
-        self.k = k
-
-    def __getitem__(self, key):
-        if key == "signum":
-            self.k -= 1
-            return signal.SIGINT if self.k < 0 else None
-        return super().__getitem__(key)
-
-
-def interrupt(cfg: RunConfig, out: Path, after: int = 3, **kw) -> Path:
-    """Run ``cfg`` and interrupt it after ``after`` steps, as a SIGINT would: an interrupted
-    row, a checkpoint at that step. Returns the run folder."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "_stop_on_signals",
-                   lambda enabled: contextlib.nullcontext(_StopAfter(after)))
-        with pytest.raises(RunInterrupted) as stop:
-            execute_run(cfg, out=out, quiet=True, handle_signals=True, **kw)
-    assert stop.value.row["status"] == "interrupted"
-    return Path(stop.value.row["run_dir"])
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     """OUT with one interrupted run (3 of 6 steps) and its interrupted row."""
     out = tmp_path_factory.mktemp("template") / "out"
-    interrupt(tiny(), out)
+    interrupt(tiny(), out, after=3)
     return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from reliability_helpers import interrupt
 
 import seqbench.results as results_module
 import seqbench.runner as runner
@@ -28,7 +29,6 @@ from seqbench.cells import CellConfig
 from seqbench.cli import cli
 from seqbench.config import RunConfig
 from seqbench.results import RUN_COLUMNS, append_rows, read_rows
-from seqbench.runner import RunInterrupted, execute_run
 from seqbench.sweep import RECORDED_MEANWHILE, RUNNING_ELSEWHERE, run_one, run_sweep
 
 
@@ -325,30 +325,10 @@ def _resume_child(run_dir, barrier, results):
         results.put((type(e).__name__, str(e)))
 
 
-class _StopAfter(dict):
-    """runner._stop_on_signals' state, with a SIGINT "arriving" after ``k`` steps."""
-
-    def __init__(self, k: int):
-        super().__init__(signum=None)
-        self.k = k
-
-    def __getitem__(self, key):
-        if key == "signum":
-            self.k -= 1
-            return signal.SIGINT if self.k < 0 else None
-        return super().__getitem__(key)
-
-
 @pytest.fixture
-def stopped(tmp_path, monkeypatch) -> Path:
+def stopped(tmp_path) -> Path:
     """An interrupted run (1 of 300 steps done): its folder, with a checkpoint."""
-    with monkeypatch.context() as mp:
-        mp.setattr(runner, "_stop_on_signals",
-                   lambda enabled: contextlib.nullcontext(_StopAfter(1)))
-        with pytest.raises(RunInterrupted) as stop:
-            execute_run(tiny(steps=300, eval_every=50), out=tmp_path / "out", quiet=True,
-                        handle_signals=True)
-    return Path(stop.value.row["run_dir"])
+    return interrupt(tiny(steps=300, eval_every=50), tmp_path / "out", after=1)
 
 
 def test_two_concurrent_resumes_record_one_ok_row(stopped):

@@ -5,7 +5,6 @@ SIG_IGN, and a run folder without a row is resumable."""
 
 import contextlib
 import csv
-import hashlib
 import os
 import signal
 import subprocess
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from clihelp import inside
+from reliability_helpers import digest, interrupt, one_line_error
 
 import seqbench.runner as runner
 from seqbench.cells import CellConfig
@@ -40,11 +41,6 @@ def tiny(**kw) -> RunConfig:
     return RunConfig(**base)
 
 
-def digest(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
-
-
 @contextlib.contextmanager
 def no_hang(seconds: int = 30):
     """Fail instead of blocking for ever (reading a FIFO waits for a writer)."""
@@ -61,23 +57,9 @@ def no_hang(seconds: int = 30):
 
 
 def invoke(root: Path, *args: str):
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        with no_hang(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return CliRunner().invoke(cli, list(args))
-    finally:
-        os.chdir(old)
-
-
-def one_line_error(result, *needles: str) -> str:
-    assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.output.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+    with inside(root), no_hang(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return CliRunner().invoke(cli, list(args))
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +110,12 @@ def test_a_torn_header_alone_is_a_file_without_rows_for_every_command(root):
 def test_a_bom_is_refused_by_every_command_in_visible_words(root, finished, command):
     (root / "d").mkdir()
     (root / "d" / "runs.csv").write_bytes(b"\xef\xbb\xbf" + finished)
-    before = digest(root)
+    before = digest(root, skip_locks=True)
     argv = ["run", *FAST, "--out", "d"] if command == "run" else READERS[command]
     line = one_line_error(invoke(root, *argv), "d/runs.csv starts with a UTF-8 byte-order mark "
                                                "(bytes EF BB BF)")
     assert "\ufeff" not in line and line.isprintable(), repr(line)
-    assert digest(root) == before  # nothing trained, nothing written
+    assert digest(root, skip_locks=True) == before  # nothing trained, nothing written
 
 
 # -- c. the right columns in another order: read and appended by name ----------------------------
@@ -213,33 +195,10 @@ def test_a_read_only_runs_csv_is_refused_before_training(root, finished):
 
 # -- e. --resume through a symbolic link: the row goes where the others are ----------------------
 
-class _StopAfter(dict):
-    """runner._stop_on_signals' state, with a SIGINT "arriving" after ``k`` steps."""
-
-    def __init__(self, k: int):
-        super().__init__(signum=None)
-        self.k = k
-
-    def __getitem__(self, key):
-        if key == "signum":
-            self.k -= 1
-            return signal.SIGINT if self.k < 0 else None
-        return super().__getitem__(key)
-
-
-def interrupt(out: Path, after: int = 1) -> Path:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "_stop_on_signals",
-                   lambda enabled: contextlib.nullcontext(_StopAfter(after)))
-        with pytest.raises(RunInterrupted) as stop:
-            execute_run(tiny(), out=out, quiet=True, handle_signals=True)
-    return Path(stop.value.row["run_dir"])
-
-
 @pytest.mark.parametrize("how", ["link to the run folder", "the link's target",
                                  "link to the results folder"])
 def test_resume_through_a_symbolic_link_appends_to_the_runs_csv_of_the_run(root, how):
-    run_dir = interrupt(root / "results")
+    run_dir = interrupt(tiny(), root / "results", after=1)
     run_id = run_dir.name
     (root / "elsewhere").mkdir()
     if how == "link to the run folder":
@@ -260,15 +219,15 @@ def test_resume_through_a_symbolic_link_appends_to_the_runs_csv_of_the_run(root,
 
 
 def test_resume_of_a_run_folder_outside_a_results_folder_is_refused(root):
-    run_dir = interrupt(root / "results")
+    run_dir = interrupt(tiny(), root / "results", after=1)
     (root / "loose").mkdir()
     (root / "loose" / "LINK").symlink_to(root / "results", target_is_directory=True)
     moved = root / "loose" / "copy"
     os.rename(run_dir, moved)  # a run folder taken out of its results folder
-    before = digest(root)
+    before = digest(root, skip_locks=True)
     one_line_error(invoke(root, "run", "--resume", str(moved)),
                    "is not a run folder inside a results folder")
-    assert digest(root) == before and not (root / "runs.csv").exists()
+    assert digest(root, skip_locks=True) == before and not (root / "runs.csv").exists()
 
 
 # -- f. an inherited SIG_IGN: kept by run and sweep alike --------------------------------------
