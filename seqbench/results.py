@@ -42,7 +42,9 @@ RUN_COLUMNS = [
     *CELL_COLUMNS, "n_params",
     "match_params",  # > 0: hidden was chosen for about this many parameters
     "optimizer", "lr", "clip", "clip_mode", "batch_size", "step_budget", "eval_every", "eval_size",
-    "test_size", "until_solved", "seed", "probe_every",
+    "test_size", "until_solved",
+    "solved_evals",  # consecutive solved validation evaluations that count as solved; blank = 1
+    "seed", "probe_every",
     "eval_seq_lens",  # the lags the final model was also tested at (runs/<run_id>/lengths.csv)
     # gradient flossing (seqbench.flossing): exponents flossed, weight, steps; blank when off
     "floss", "floss_weight", "floss_steps",

@@ -9,7 +9,9 @@ Three splits, as a reported number must not come from the set that decided when 
 batches, the validation set (stopping; learning-rate and model selection in the leaderboard) and
 the **test** set (the "test" stream), evaluated once, on the final model. The reported loss,
 accuracy and ``solved`` are the test set's; ``solved_step`` is the first evaluation at which the
-validation set met the criterion (the step training stopped at with ``until_solved``).
+validation set met the criterion (the step training stopped at with ``until_solved``). With
+``solved_evals`` = k > 1 the criterion must hold at k consecutive evaluations: ``solved_step`` is
+the first of them and an ``until_solved`` run stops at the last.
 """
 
 from __future__ import annotations
@@ -235,9 +237,22 @@ class Trainer:
         ))
         self.loss_sum = self.grad_sum = 0.0
         self.n_since = 0
-        if self.solved_step is None and self.task.solved(result.loss, result.accuracy):
-            self.solved_step = self.step
+        self._count_solved()
         return result
+
+    def _count_solved(self) -> None:
+        """Set ``solved_step`` once the validation set has met the criterion at
+        ``cfg.solved_evals`` consecutive evaluations: the step of the first of them."""
+        if self.solved_step is not None:
+            return
+        streak = 0
+        for point in reversed(self.curve):
+            if streak == self.cfg.solved_evals or not self.task.solved(point.eval_loss,
+                                                                       point.accuracy):
+                break
+            streak += 1
+        if streak == self.cfg.solved_evals:
+            self.solved_step = self.curve[-streak].step
 
     def train_step(self) -> float:
         """One optimizer step; returns the training loss (NaN or inf: the step was not taken)."""

@@ -337,3 +337,55 @@ def test_unknown_optimizer_lists_the_allowed_ones():
 
     with pytest.raises(ConfigError, match="adam, rmsprop, sgd"):
         tiny(optimizer="adagrad").validate()
+
+
+def scripted(cfg: RunConfig, solved_at: set[int], monkeypatch) -> train_module.Trainer:
+    """A trainer whose evaluations meet the criterion exactly at the steps ``solved_at`` (loss 0
+    there, 1 elsewhere; the criterion made deterministic, to test the stopping rule alone)."""
+    trainer = train_module.Trainer(cfg, CPU)
+    monkeypatch.setattr(train_module, "evaluate", lambda *args: train_module.EvalResult(
+        0.0 if trainer.step in solved_at else 1.0, float("nan")))
+    trainer.task.solved = lambda loss, accuracy: loss == 0.0
+    return trainer
+
+
+@pytest.mark.parametrize("k,solved_step,stopped_at", [(1, 3, 3), (2, 5, 6), (3, 5, 7)])
+def test_solved_evals_needs_that_many_consecutive_solved_evaluations(k, solved_step, stopped_at,
+                                                                    monkeypatch):
+    cfg = tiny(steps=20, eval_every=1, eval_size=8, test_size=8, solved_evals=k)
+    result = scripted(cfg, {3, 5, 6, 7, 8}, monkeypatch).run()
+    assert result.val_solved and result.solved  # the final step is in the set: test solved too
+    assert result.solved_step == solved_step  # the first evaluation of the streak
+    assert result.steps_taken == stopped_at  # until_solved stops at its last
+
+
+def test_solved_evals_without_until_solved_trains_on_and_isolated_hits_do_not_count(monkeypatch):
+    cfg = tiny(steps=20, eval_every=1, eval_size=8, test_size=8, solved_evals=2,
+               until_solved=False)
+    result = scripted(cfg, {3, 9, 10, 11, 20}, monkeypatch).run()
+    assert result.steps_taken == 20 and result.solved_step == 9
+    isolated = scripted(dataclasses.replace(cfg, until_solved=True), {3, 9, 12, 20},
+                        monkeypatch).run()
+    assert isolated.steps_taken == 20  # never two in a row: trains to the budget
+    assert not isolated.val_solved and not isolated.solved and isolated.solved_step is None
+
+
+def test_solved_evals_streak_survives_a_resume(monkeypatch):
+    cfg = tiny(steps=20, eval_every=1, eval_size=8, test_size=8, solved_evals=2)
+    first = scripted(cfg, {5, 6}, monkeypatch)
+    assert first.run(stop=lambda: "stop" if first.step == 5 else None).status == "interrupted"
+    resumed = scripted(cfg, {5, 6}, monkeypatch)
+    resumed.load_state_dict(first.state_dict())
+    result = resumed.run()
+    assert result.solved_step == 5 and result.steps_taken == 6
+
+
+def test_solved_evals_default_keeps_older_runs_ids_and_blank_column():
+    base = tiny()
+    assert base.columns()["solved_evals"] is None  # blank in runs.csv, as in rows written before it
+    assert tiny(solved_evals=1).config_id() == base.config_id()
+    assert tiny(solved_evals=2).config_id() != base.config_id()
+    assert tiny(solved_evals=2).columns()["solved_evals"] == 2
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="solved_evals must be a whole number >= 1"):
+            tiny(solved_evals=bad).validate()

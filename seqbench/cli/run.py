@@ -43,6 +43,10 @@ from seqbench.cli.options import Choice, cell_options, device_options, task_opti
               help="Test sequences, evaluated once at the end: the reported result.")
 @click.option("--until-solved/--no-until-solved", default=True, show_default=True,
               help="Stop at the first evaluation where the validation set is solved.")
+@click.option("--solved-evals", type=click.IntRange(1, M.MAX_STEPS), default=1, show_default=True,
+              help="The validation set counts as solved once it meets the criterion at N "
+                   "consecutive evaluations (a margin against stopping on a noisy crossing that "
+                   "the test set then misses); 1 = the first solved evaluation.")
 @click.option("--match-params", type=click.IntRange(0, M.MAX_PARAMS), default=0, show_default=True,
               help="Choose the hidden size so the model has about N parameters (replaces "
                    "--hidden); 0 = off.")
@@ -76,7 +80,7 @@ from seqbench.cli.options import Choice, cell_options, device_options, task_opti
 def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, init, init_gain,
         forget_bias, chrono, norm, residual, optimizer, lr, clip, clip_mode, floss, floss_weight,
         floss_steps, batch_size, steps,
-        eval_every, eval_size, test_size, until_solved, match_params, probe_every, probes,
+        eval_every, eval_size, test_size, until_solved, solved_evals, match_params, probe_every, probes,
         eval_seq_lens, seed, device,
         threads, out, checkpoint_every, resume_dir, tensorboard, quiet):
     """Train one model on one task and append its result to OUT/runs.csv.
@@ -127,7 +131,7 @@ def run(ctx, task, variant, seq_len, cell, impl, hidden, layers, nonlinearity, i
                     clip_mode=clip_mode, floss=floss, floss_weight=floss_weight,
                     floss_steps=floss_steps, batch_size=batch_size, steps=steps,
                     eval_every=eval_every, eval_size=eval_size, test_size=test_size,
-                    until_solved=until_solved, match_params=match_params,
+                    until_solved=until_solved, solved_evals=solved_evals, match_params=match_params,
                     probe_every=probe_every, eval_seq_lens=eval_seq_lens, probes=probes,
                     seed=seed, device=device, threads=threads).validate()
     resolve_device(cfg.device)  # fail before anything is written
