@@ -495,7 +495,7 @@ def long_lags() -> str:
             "[long_solve_rate.png](figures/long_solve_rate.png).\n"
             + "\n".join(tables)
             + f"\nUnsolved runs still improving at the end of their budget: {improving}."
-            + _unconfirmed(runs) + "\n\n"
+            + _unconfirmed(runs) + _stopping_margin(runs) + "\n\n"
             + _longest_solved(head) + "\n\n" + users + "\n" + decay)
 
 
@@ -568,6 +568,52 @@ def _unconfirmed(runs: pd.DataFrame) -> str:
             "but not on the test set: " + "; ".join(parts) + ". A run stops at the first "
             "validation result that meets the criterion, so the test set can land just below "
             "it: these are near-misses of the protocol, not failures to learn.")
+
+
+#: the arms of long.toml's cpu_copy and cpu_copy_confirm: the same runs but for solved_evals
+MARGIN_PAIR = ("exprnn_copy", "exprnn_copy_2evals")
+
+
+def _stopping_margin(runs: pd.DataFrame) -> str:
+    """cpu_copy against cpu_copy_confirm, paired by (T, seed): what stopping at the first solved
+    validation result costs on the test set, against waiting for a second one in a row."""
+    from seqbench.stats import mcnemar_exact
+
+    def true(frame, column):
+        return frame[column].map(lambda v: str(v) == "True")
+
+    first, confirm = (runs[runs["label"] == name].set_index(["seq_len", "seed"])
+                      for name in MARGIN_PAIR)
+    pairs = first.index.intersection(confirm.index)
+    if pairs.empty:
+        return ""
+    a, b = first.loc[pairs], confirm.loc[pairs]
+    sa, sb = true(a, "solved"), true(b, "solved")
+    near = [int((true(x, "val_solved") & ~true(x, "solved")).sum()) for x in (a, b)]
+    same = sum(_same_curve_until_stop(a.loc[k, "run_dir"], b.loc[k, "run_dir"]) for k in pairs)
+    extra = (pd.to_numeric(b["steps_taken"]) - pd.to_numeric(a["steps_taken"]))[
+        true(a, "val_solved") & true(b, "val_solved")]
+    lags = sorted({int(t) for t, _ in pairs})
+    return (f" **Stopping margin** (profile `cpu_copy_confirm`, `solved_evals = 2`: the "
+            f"`cpu_copy` seeds at T = {', '.join(f'{t:,}' for t in lags)} stopped only after two "
+            f"solved validation results in a row), paired by seed: {len(pairs)} pairs, whose "
+            f"validation curves are identical up to the first run's stop in {same} of them. "
+            f"Solved on the test set: {int(sa.sum())}/{len(pairs)} stopping at the first solved "
+            f"result, {int(sb.sum())}/{len(pairs)} with two in a row (McNemar exact p = "
+            f"{mcnemar_exact(int((sa & ~sb).sum()), int((sb & ~sa).sum())):.2g}); near-misses "
+            f"{near[0]} -> {near[1]}"
+            + (f"; the second result cost a median of {extra.median():,.0f} more steps"
+               if len(extra) else "") + ".")
+
+
+def _same_curve_until_stop(run_a: str, run_b: str) -> bool:
+    """Do two runs' validation curves agree at every evaluation of the shorter one?"""
+    try:
+        a, b = (pd.read_csv(REPO / d / "curve.csv") for d in (run_a, run_b))
+    except (OSError, ValueError):
+        return False
+    n = min(len(a), len(b))
+    return n > 0 and a["eval_loss"].iloc[:n].tolist() == b["eval_loss"].iloc[:n].tolist()
 
 
 def _span(values: pd.Series) -> str:
@@ -859,19 +905,21 @@ def published() -> str:
     path = HERE / "papers" / "runs.csv"
     if not path.exists():
         return ""
-    table = compare(load_spec(REPO / "tasks" / "papers.toml"), path, "cpu")
+    spec = load_spec(REPO / "tasks" / "papers.toml")
+    table = compare(spec, path, "cpu")
     run = table[table["n_seeds"] > 0]
-    runs = _runs(path)
+    runs = _profile_runs(_runs(path), spec, "cpu")  # the 50,000-step rows are the check below
     budget = int(pd.to_numeric(runs["step_budget"]).max())
     improving = int(runs["still_improving"].map(lambda v: str(v) == "True").sum())
     disagree = run[run["agreement"] == "disagree"]
     at_baseline = disagree[disagree["measured_outcome"] == "baseline"]
     budget_note = (f" Of the {len(disagree)} disagreements, {len(at_baseline)} are ours at the "
-                   f"memoryless baseline where the paper reports learning: with at most "
+                   f"memoryless baseline where the paper reports learning, with at most "
                    f"{budget:,} steps against the papers' 30,000 to over 1,000,000 (the spec's "
-                   f"comments), these are budget results, not capability ones; {improving} of "
-                   f"the {len(runs)} runs {'was' if improving == 1 else 'were'} still improving at the "
-                   "end.") if len(disagree) else ""
+                   f"comments): the budget is the first suspect, which the check below measures "
+                   f"where it is affordable; {improving} of the {len(runs)} runs "
+                   f"{'was' if improving == 1 else 'were'} still improving at the end."
+                   ) if len(disagree) else ""
     return ("\n## 9. Published results side by side\n\n"
             "`tasks/papers.toml`, `cpu` profile: each arm runs one paper's setting as far as "
             "seqbench can express it (the spec's comments and each row's `differences` in "
@@ -881,7 +929,50 @@ def published() -> str:
             "tasks/papers.toml -T 100 -T 150 -T 300 -T 400`) and those of the long-lag cells' "
             "papers with the plain cells they were compared against (`--arm NAME`, one per "
             "arm run). " + _not_run(table) + f"{agreement_counts(table)}.{budget_note}\n\n"
-            + (format_table(run, "markdown") if len(run) else "No arm recorded yet.\n"))
+            + (format_table(run, "markdown") if len(run) else "No arm recorded yet.\n")
+            + _budget_check(spec, path, table))
+
+
+def _profile_runs(runs: pd.DataFrame, spec, profile: str) -> pd.DataFrame:
+    """The rows of ``runs`` that belong to ``profile`` of ``spec`` (by config id)."""
+    ids = {cfg.config_id() for cfg in spec.expand(profile)}
+    return runs[runs["config_id"].isin(ids)]
+
+
+def _budget_check(spec, path: Path, cpu: pd.DataFrame) -> str:
+    """The disagreeing arms run again at the papers' scale (profile ``paper``, 50,000 steps):
+    does the budget explain the disagreement? Measured per arm, not assumed."""
+    from seqbench.published import compare
+
+    paper = compare(spec, path, "paper")
+    paper = paper[paper["n_seeds"] > 0].set_index("arm")
+    if paper.empty:
+        return ""
+    steps = int(spec.expand("paper")[0].steps)
+    rows, explained = [], []
+    for r in cpu[cpu["arm"].isin(paper.index)].to_dict("records"):
+        p = paper.loc[r["arm"]]
+        rows.append([f"`{r['arm']}`", str(int(r["seq_len"])), r["published_outcome"],
+                     f"{r['measured_outcome']} ({int(r['n_solved'])}/{int(r['n_seeds'])} solved, "
+                     f"loss/baseline {r['loss_ratio_median']:.3g})",
+                     f"{p['measured_outcome']} ({int(p['n_solved'])}/{int(p['n_seeds'])} solved, "
+                     f"loss/baseline {p['loss_ratio_median']:.3g})", p["agreement"]])
+        if r["agreement"] == "disagree" and p["agreement"] == "agree":
+            explained.append(r["arm"])
+    checked = [r for r in rows if r[0].strip("`") in set(cpu.loc[cpu["agreement"] == "disagree",
+                                                                    "arm"])]
+    verdict = (f"Of the {len(checked)} disagreeing arm(s) checked, the budget explains "
+               f"{len(explained)}" + (f" ({_names(explained)}: they agree with the paper at "
+                                      f"{steps:,} steps)" if explained else "")
+               + (f"; for {_names([r[0].strip('`') for r in checked if r[0].strip('`') not in explained])} "
+                  "it does not: the remaining differences (each row's `differences`) are the "
+                  "next suspects" if len(explained) < len(checked) else "") + ".")
+    return ("\n**Budget check.** The disagreeing arms that are affordable here, run again at "
+            f"the papers' scale: profile `paper`, {steps:,} steps (`seqbench sweep "
+            "tasks/papers.toml --profile paper --arm NAME`; `seqbench published --profile "
+            "paper`). " + verdict + "\n\n"
+            + _table(["arm", "T", "published", "ours, cpu profile", f"ours, {steps:,} steps",
+                      f"agreement at {steps:,}"], rows))
 
 
 def _not_run(table: pd.DataFrame) -> str:

@@ -10,6 +10,8 @@ Pure numpy / scipy (no torch), small inputs (one number per seed):
   An unsolved run is *censored* at its budget: it says "not solved within B steps", not "never".
   The median over solved runs only ignores those and flatters an arm that rarely solves.
 - ``fisher_exact``: two solve rates compared (exact, for a handful of seeds).
+- ``mcnemar_exact``: two outcomes of the same seeds compared (paired: the runs that differ only in
+  a stopping rule), exact binomial on the discordant pairs.
 - ``rank_test``: Mann-Whitney U on two samples (e.g. test loss ratios), exact for small samples
   (ties included: every split of the pooled runs enumerated), with the rank-biserial correlation
   as effect size.
@@ -142,6 +144,18 @@ def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
         return NAN, NAN
     p = sps.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="two-sided").pvalue
     return min(1.0, float(p)), k1 / n1 - k2 / n2
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """McNemar's exact test for paired binary outcomes: two-sided p of ``only_a`` pairs solved
+    under A alone against ``only_b`` solved under B alone (the concordant pairs carry no
+    information). Under the null each discordant pair goes either way with probability 1/2."""
+    if only_a < 0 or only_b < 0:
+        raise ConfigError(f"discordant pair counts must be >= 0, got {only_a} and {only_b}")
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    return min(1.0, float(2 * sps.binom.cdf(min(only_a, only_b), n, 0.5)))
 
 
 def rank_biserial(x: Sequence[float], y: Sequence[float]) -> float:

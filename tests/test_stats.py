@@ -16,6 +16,7 @@ from seqbench.stats import (
     holm,
     kaplan_meier,
     km_median,
+    mcnemar_exact,
     rank_biserial,
     rank_test,
     wilson_interval,
@@ -147,3 +148,13 @@ def test_holm():
     assert list(holm([0.6, 0.7])) == [1.0, 1.0]  # capped at 1
     assert holm([0.3]) == pytest.approx([0.3])
     assert len(holm([])) == 0 and all(np.isnan(holm([math.nan])))
+
+
+def test_mcnemar_exact_is_the_binomial_on_discordant_pairs():
+    assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)  # all 5 discordant pairs one way
+    assert mcnemar_exact(5, 0) == mcnemar_exact(0, 5)  # two-sided: symmetric
+    assert mcnemar_exact(0, 6) == pytest.approx(2 / 64)
+    assert mcnemar_exact(1, 1) == 1.0 and mcnemar_exact(0, 0) == 1.0  # no evidence either way
+    assert mcnemar_exact(1, 9) == pytest.approx(2 * 11 / 1024)  # P(X <= 1), X ~ Bin(10, 1/2)
+    with pytest.raises(ConfigError, match=">= 0"):
+        mcnemar_exact(-1, 2)
