@@ -484,7 +484,7 @@ def long_lags() -> str:
         users += " Its fix, chrono initialization (`lstm_chrono`): " + _fisher_sentence(
             chrono.iloc[0], default.iloc[0])
     users += _long_dynamics(adding)
-    decay = _long_decay(runs, adding)
+    decay = _long_decay(runs, adding) + _long_decay(runs, adding, 1000)
     return ("\n## 5. Long lags (in progress)\n\n"
             "`tasks/long.toml`, the runs recorded so far (the sweep accumulates over sittings: "
             "`seqbench sweep tasks/long.toml --profile <profile> --workers 2 --out "
@@ -499,14 +499,14 @@ def long_lags() -> str:
             + _longest_solved(head) + "\n\n" + users + "\n" + decay)
 
 
-def _long_decay(runs: pd.DataFrame, adding: pd.DataFrame) -> str:
+def _long_decay(runs: pd.DataFrame, adding: pd.DataFrame, seq_len: int = 500) -> str:
     """Gradient decay at initialization and at the end of training of the adding runs at
-    T = 500 (their in-run probes, results/long/runs/*/grads.csv), against their outcome."""
+    ``seq_len`` (their in-run probes, results/long/runs/*/grads.csv), against their outcome."""
     from seqbench.grads import read_grads
 
     grads = read_grads([HERE / "long" / "runs"])
     grads = grads[grads["run_id"].isin(set(runs["run_id"])) & (grads["task"] == "adding")
-                  & (grads["seq_len"] == 500) & (grads["layer"] == grads["layers"] - 1)]
+                  & (grads["seq_len"] == seq_len) & (grads["layer"] == grads["layers"] - 1)]
     if grads.empty:
         return ""
     last = grads.groupby("run_id")["step"].transform("max")
@@ -516,7 +516,7 @@ def _long_decay(runs: pd.DataFrame, adding: pd.DataFrame) -> str:
 
     init, end = mean_factor(grads[grads["step"] == 0]), mean_factor(grads[grads["step"] == last])
     solved = {r["label"]: (round(r["solve_rate"] * r["n_seeds"]), int(r["n_seeds"]))
-              for r in adding[adding["seq_len"] == 500].to_dict("records")}
+              for r in adding[adding["seq_len"] == seq_len].to_dict("records")}
     arms = [a for a in solved if a in init.index and a in end.index]
     won = [a for a in arms if solved[a][0] > 0]
     lost = [a for a in arms if solved[a][0] == 0]
@@ -525,10 +525,10 @@ def _long_decay(runs: pd.DataFrame, adding: pd.DataFrame) -> str:
         return ", ".join(f"`{a}` x{init[a]:.3f} -> x{end[a]:.3f} ({solved[a][0]}/{solved[a][1]})"
                          for a in group) or "none"
 
-    text = ("\n![gradient vs lag at initialization and after training, adding T = 500]"
-            "(figures/decay_long_adding_T500.png)\n\n"
-            "The probe inside these runs (every 2,500 steps): the fitted decay factor of "
-            "||dL/dh_t|| per step at initialization -> at each run's last probe (mean over "
+    text = (f"\n![gradient vs lag at initialization and after training, adding T = {seq_len}]"
+            f"(figures/decay_long_adding_T{seq_len}.png)\n\n"
+            f"At T = {seq_len:,}, the probe inside these runs (every 2,500 steps): the fitted "
+            "decay factor of ||dL/dh_t|| per step at initialization -> at each run's last probe (mean over "
             "seeds). Solved in at least one seed: " + listed(won)
             + ". Never solved: " + listed(lost) + ".")
     if won and lost:
