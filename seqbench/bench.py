@@ -361,7 +361,9 @@ def run_bench(cfg: BenchConfig, on_group: Callable[[list[dict]], None] | None = 
 
 SWEEP_COLUMNS = [
     "bench_id", "started_at", "task", "seq_len", "cells", "impls", "runs", "steps", "batch",
-    "hidden", "workers", "threads", "round", "wall_s", "runs_per_min", "speedup",
+    "hidden", "workers", "threads",
+    "per_gpu",  # runs packed on each GPU (--per-gpu); blank for the CPU layouts
+    "round", "wall_s", "runs_per_min", "speedup",
     "load_before", "load_after",
     "device", "device_name", "malloc", "denormals", "torch_version", "onednn_version", "seqbench_version",
     "git_commit",
@@ -371,9 +373,18 @@ SWEEP_COLUMNS = [
 SWEEP_LAYOUTS = ((2, 1), (1, 2))
 
 
-def sweep_configs(cfg: BenchConfig, runs: int, steps: int) -> list:
-    """``runs`` small training runs on the CPU: the bench's task at its shortest T, cycling over
-    its cells x implementations, seeds 0, 1, ...; a fixed step budget, no early stop."""
+def pack_layouts(per_gpu: int) -> tuple[tuple[int, int, int], ...]:
+    """(workers, threads, per_gpu) layouts of the GPU sweep bench: ``per_gpu`` runs packed on
+    each GPU against one run per GPU at a time (the reference, last); workers follow the GPUs."""
+    if per_gpu < 2:
+        raise ConfigError(f"--per-gpu must be >= 2 to compare packing with one run at a time, "
+                          f"got {per_gpu}")
+    return ((0, 1, per_gpu), (0, 1, 1))
+
+
+def sweep_configs(cfg: BenchConfig, runs: int, steps: int, device: str = "cpu") -> list:
+    """``runs`` small training runs on ``device``: the bench's task at its shortest T, cycling
+    over its cells x implementations, seeds 0, 1, ...; a fixed step budget, no early stop."""
     from seqbench.config import RunConfig
 
     kinds = [(c, i) for c in cfg.cells for i in cfg.impls]
@@ -381,17 +392,23 @@ def sweep_configs(cfg: BenchConfig, runs: int, steps: int) -> list:
                       cell=CellConfig(cell=kinds[k % len(kinds)][0], impl=kinds[k % len(kinds)][1],
                                       hidden=cfg.hidden, layers=cfg.layers),
                       batch_size=cfg.batch, steps=steps, eval_every=steps, eval_size=256,
-                      until_solved=False, seed=k // len(kinds), device="cpu").validate()
+                      until_solved=False, seed=k // len(kinds), device=device).validate()
             for k in range(runs)]
 
 
 def run_sweep_bench(cfg: BenchConfig, runs: int, steps: int = 100, rounds: int = 2,
-                    layouts: Sequence[tuple[int, int]] = SWEEP_LAYOUTS,
-                    on_layout: Callable[[dict], None] | None = None) -> list[dict]:
+                    layouts: Sequence[tuple[int, ...]] = SWEEP_LAYOUTS,
+                    on_layout: Callable[[dict], None] | None = None,
+                    per_gpu: int = 0, gpu_count: int | None = None,
+                    run_device: str = "cuda") -> list[dict]:
     """Wall time of ``seqbench sweep``'s local executor on the same runs for each (workers,
     threads) layout, each time into a fresh folder; layouts alternate (order reversed every other
     round). Returns one row per layout and round; ``speedup`` is runs per minute over the last
-    layout's (the reference: one process using every core) in the same round."""
+    layout's (the reference: one process using every core) in the same round.
+
+    With ``per_gpu`` >= 2 the layouts are ``pack_layouts(per_gpu)``: that many runs packed on each
+    GPU (``seqbench sweep --per-gpu``) against one at a time, the runs on ``run_device`` (cuda;
+    the tests pass cpu with a fake ``gpu_count``, which exercises the packing alone)."""
     import tempfile
 
     from seqbench.sweep import run_sweep
@@ -400,9 +417,14 @@ def run_sweep_bench(cfg: BenchConfig, runs: int, steps: int = 100, rounds: int =
     if runs < 1 or steps < 1 or rounds < 1:
         raise ConfigError(f"sweep bench needs runs, steps and rounds >= 1, got {runs}, {steps}, "
                           f"{rounds}")
-    configs = sweep_configs(cfg, runs, steps)
+    if per_gpu:
+        from seqbench.sweep import check_packing
+
+        layouts = pack_layouts(per_gpu)
+        check_packing(per_gpu, "local", None, gpu_count)  # a CUDA device, before any work
+    configs = sweep_configs(cfg, runs, steps, run_device if per_gpu else "cpu")
     started = datetime.now(timezone.utc)
-    env = environment(torch.device("cpu"), 0)
+    env = environment(torch.device(run_device if per_gpu else "cpu"), 0)
     common = {
         "bench_id": started.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}",
         "started_at": started.isoformat(timespec="seconds"), "task": cfg.task,
@@ -413,23 +435,26 @@ def run_sweep_bench(cfg: BenchConfig, runs: int, steps: int = 100, rounds: int =
     rows = []
     for r in range(rounds):
         timed = {}
-        for workers, threads in (layouts if r % 2 == 0 else list(reversed(layouts))):
+        for layout in (layouts if r % 2 == 0 else list(reversed(layouts))):
+            workers, threads, pack = (*layout, 0)[:3]
             load_before = _load()
             with tempfile.TemporaryDirectory(prefix="seqbench-sweep-bench-") as out:
-                result = run_sweep(configs, out, workers=workers, threads=threads,
+                result = run_sweep(configs, out, workers=workers or None, threads=threads,
+                                   per_gpu=pack, gpu_count=gpu_count if pack else None,
                                    progress_stream=io.StringIO())  # no progress line
             if result.interrupted:
                 raise KeyboardInterrupt
             failed = result.statuses.get("failed", 0)
             if failed:
                 raise RuntimeError(f"{failed} of {runs} sweep-bench runs failed")
-            timed[(workers, threads)] = {
-                **common, "workers": workers, "threads": threads, "round": r,
+            timed[tuple(layout)] = {
+                **common, "workers": workers or result.workers, "threads": threads,
+                "per_gpu": pack or None, "round": r,
                 "wall_s": result.seconds, "runs_per_min": 60 * runs / result.seconds,
                 "load_before": load_before, "load_after": _load(),
             }
             if on_layout:
-                on_layout(timed[(workers, threads)])
+                on_layout(timed[tuple(layout)])
         reference = timed[tuple(layouts[-1])]["runs_per_min"]
         for layout in layouts:
             row = timed[tuple(layout)]
@@ -484,7 +509,8 @@ def describe(cfg: BenchConfig) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
-SWEEP_TABLE = [("workers", "workers", "{}"), ("threads", "threads", "{}"), ("round", "round", "{}"),
+SWEEP_TABLE = [("workers", "workers", "{}"), ("threads", "threads", "{}"),
+               ("per GPU", "per_gpu", "{}"), ("round", "round", "{}"),
                ("runs", "runs", "{}"), ("wall s", "wall_s", "{:.1f}"),
                ("runs/min", "runs_per_min", "{:.1f}"), ("speedup", "speedup", "{:.2f}"),
                ("load", "load_before", "{:.1f}")]

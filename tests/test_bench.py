@@ -2,6 +2,8 @@
 
 import csv
 
+import pytest
+import torch
 from click.testing import CliRunner
 
 from seqbench.bench import BENCH_COLUMNS, BenchConfig, format_table, run_bench
@@ -101,5 +103,41 @@ def test_cli_sweep_runs_refuses_threads(tmp_path):
     result = CliRunner().invoke(cli, ["bench", "--sweep-runs", "2", "--threads", "1",
                                       "--sweep-out", str(tmp_path / "s.csv")])
     assert result.exit_code == 2
-    assert "--threads do not apply" in result.output
+    assert "--threads does not apply" in result.output
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_packed_sweep_bench_times_n_per_gpu_against_one_at_a_time(monkeypatch):
+    """A fake count of 1 GPU on a CPU machine (the runs themselves on the CPU): the GPU layouts'
+    bookkeeping, the workers each one starts and the speedup against one run at a time."""
+    from seqbench.bench import SWEEP_COLUMNS, run_sweep_bench
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    cfg = BenchConfig(cells=("rnn",), impls=("hand",), seq_lens=(5,), hidden=8, batch=4)
+    rows = run_sweep_bench(cfg, runs=3, steps=2, rounds=1, per_gpu=3, gpu_count=1,
+                           run_device="cpu")
+    assert [(r["per_gpu"], r["workers"], r["threads"]) for r in rows] == [(3, 3, 1), (1, 1, 1)]
+    assert rows[1]["speedup"] == 1.0  # one at a time is the reference
+    assert rows[0]["speedup"] == pytest.approx(rows[0]["runs_per_min"] / rows[1]["runs_per_min"])
+    assert all(set(r) <= set(SWEEP_COLUMNS) for r in rows)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--per-gpu", "2"], "--per-gpu times packed sweep runs: it needs --sweep-runs N"),
+    (["--sweep-runs", "2", "--per-gpu", "2", "--device", "cpu"], "it needs --device cuda"),
+    (["--sweep-runs", "2", "--per-gpu", "1"], "'--per-gpu': 1 is not in the range 2<=x"),
+])
+def test_cli_per_gpu_errors_are_one_line_and_write_nothing(tmp_path, args, message):
+    out = tmp_path / "s.csv"
+    result = CliRunner().invoke(cli, ["bench", *args, "--sweep-out", str(out)])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the no-CUDA message")
+def test_cli_per_gpu_without_cuda_says_so(tmp_path):
+    out = tmp_path / "s.csv"
+    result = CliRunner().invoke(cli, ["bench", "--sweep-runs", "2", "--per-gpu", "2",
+                                      "--sweep-out", str(out)])
+    assert result.exit_code == 2 and "--per-gpu needs a CUDA device" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()

@@ -52,6 +52,9 @@ from seqbench.cli.options import CELL, TASK
               help="Instead of the step timings: time N small runs through `seqbench sweep`'s "
                    "local executor as 2 workers x 1 thread and as 1 worker x 2 threads (task, "
                    "cells, impls, shortest T, batch, hidden from the other options).")
+@click.option("--per-gpu", type=click.IntRange(2, M.MAX_WORKERS), default=None,
+              help="With --sweep-runs on CUDA: time N runs packed on each GPU (`seqbench sweep "
+                   "--per-gpu N`) against one run per GPU at a time, instead of the CPU layouts.")
 @click.option("--sweep-steps", type=click.IntRange(1, M.MAX_STEPS), default=100, show_default=True,
               help="Training steps per run of --sweep-runs.")
 @click.option("--sweep-out", type=click.Path(dir_okay=False), default=f"{DEFAULT_OUT}/bench_sweep.csv",
@@ -59,7 +62,8 @@ from seqbench.cli.options import CELL, TASK
 @click.option("--quiet", "-q", is_flag=True, help="No per-group progress lines on stderr.")
 @config_errors
 def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, probe, dynamics,
-          scaling, against, cuda_graph, threads, device, out, sweep_runs, sweep_steps, sweep_out, quiet):
+          scaling, against, cuda_graph, threads, device, out, sweep_runs, per_gpu, sweep_steps, sweep_out,
+          quiet):
     """Time a training step of each cell x implementation x T; append to OUT.
 
     Hand and builtin are timed in turn in one run (warm-up first, median of repeats), so their
@@ -71,6 +75,7 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
       seqbench bench --cell lstm --seq-len 100 --seq-len 1000 --batch 64 --hidden 128
       seqbench bench --cell lru --cell mingru --against lstm -T 1000 -T 5000 --no-probe
       seqbench bench --sweep-runs 12 --seq-len 100
+      seqbench bench --sweep-runs 16 --device cuda --per-gpu 8 --cell lstm --impl builtin -T 500
       seqbench bench --cell lstm -T 500 --batch 16 --threads 1 --no-scaling \\
           --dynamics lyapunov --dynamics jacobian
     """
@@ -85,6 +90,10 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
                       layers=layers, repeats=repeats, warmup=warmup, threads=threads, device=device,
                       task=task, probe=probe, scaling=scaling, cuda_graph=cuda_graph,
                       against=against, dynamics=tuple(dict.fromkeys(dynamics))).validate()
+    if per_gpu and not sweep_runs:
+        raise BadInput("--per-gpu times packed sweep runs: it needs --sweep-runs N")
+    if per_gpu:  # the GPU layouts: check_packing says when there is no CUDA device
+        return _sweep_bench(cfg, sweep_runs, sweep_steps, sweep_out, quiet, per_gpu)
     resolve_device(cfg.device)  # fail before any work
     if sweep_runs:
         return _sweep_bench(cfg, sweep_runs, sweep_steps, sweep_out, quiet)
@@ -103,23 +112,30 @@ def bench(cell, impl, seq_len, batch, hidden, layers, task, repeats, warmup, pro
     click.echo(f"{len(rows)} rows appended to {out}")
 
 
-def _sweep_bench(cfg, runs: int, steps: int, out: str, quiet: bool) -> None:
+def _sweep_bench(cfg, runs: int, steps: int, out: str, quiet: bool, per_gpu: int = 0) -> None:
     from seqbench.bench import SWEEP_COLUMNS, format_sweep_table, run_sweep_bench
 
     denormals.flush()
     from seqbench.results import append_rows, check_appendable
 
-    if cfg.device == "cuda" or cfg.threads is not None:
-        raise BadInput("--sweep-runs times CPU worker layouts, which set the threads: "
-                       "--device cuda and --threads do not apply to it")
+    if cfg.threads is not None:
+        raise BadInput("--sweep-runs sets the threads of its layouts: --threads does not apply")
+    if per_gpu and cfg.device == "cpu":
+        raise BadInput("--per-gpu packs runs on a GPU: it needs --device cuda (or auto on a "
+                       "machine with CUDA), not --device cpu")
+    if not per_gpu and cfg.device == "cuda":
+        raise BadInput("--sweep-runs on CUDA compares packed runs with one at a time: give "
+                       "--per-gpu N (N >= 2)")
     check_appendable(out, SWEEP_COLUMNS)
 
     def on_layout(row):
         if not quiet:
-            click.echo(f"{row['workers']} worker(s) x {row['threads']} thread(s): {row['runs']} "
-                       f"runs in {row['wall_s']:.1f} s (load {row['load_before']:.1f})", err=True)
+            layout = (f"{row['per_gpu']} run(s) per GPU" if row.get("per_gpu") else
+                      f"{row['workers']} worker(s) x {row['threads']} thread(s)")
+            click.echo(f"{layout}: {row['runs']} runs in {row['wall_s']:.1f} s "
+                       f"(load {row['load_before']:.1f})", err=True)
 
-    rows = run_sweep_bench(cfg, runs, steps, on_layout=on_layout)
+    rows = run_sweep_bench(cfg, runs, steps, on_layout=on_layout, per_gpu=per_gpu)
     click.echo(format_sweep_table(rows))
     append_rows(out, rows, SWEEP_COLUMNS)
     click.echo(f"{len(rows)} rows appended to {out}")
