@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The long-lag sweeps' GPU part (the long-lags issue), in one go on a lent GPU (about 6 minutes with
+# the defaults; run it after benchmarks/gpu_triton.sh, or alone):
+#   1. packed throughput: `seqbench bench --sweep-runs 16 --device cuda --per-gpu 8`, LSTM (cuDNN)
+#      runs of 300 steps at T = 500, packed 8 on the GPU against one at a time, two rounds;
+#      rows to $OUT/bench_sweep.csv (append them to results/bench_sweep.csv);
+#   2. tasks/papers.toml --profile paper (the papers' 50,000 steps), the arms at T = 500-1,000 that
+#      the CPU does not reach, packed PER_GPU (8) on the GPU for SWEEP_SECONDS (240): the runs
+#      already in results/papers_gpu/runs.csv are skipped, so each GPU window adds to the last.
+#      Finished rows to $OUT/papers_gpu_runs.csv (commit them as results/papers_gpu/runs.csv),
+#      their folders without checkpoints to $OUT/papers_gpu_runs.tar.gz; runs still in flight at
+#      the end are lost (a sweep resumes whole runs, not steps).
+# Run from anywhere on a machine with a CUDA GPU and seqbench's dependencies (no install needed:
+# the checkout is put on PYTHONPATH):
+#   OUT=/tmp/out benchmarks/gpu_sweeps.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-seqbench-results/gpu_sweeps}
+SWEEP_SECONDS=${SWEEP_SECONDS:-240}
+PER_GPU=${PER_GPU:-8}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+exec > >(tee -a "$OUT/gpu_sweeps.log") 2>&1
+failed=()
+part() {  # part NAME SECONDS COMMAND...: run with a time limit, note a failure, go on
+  local name=$1 limit=$2
+  shift 2
+  echo
+  echo "== $(date +%T) $name (limit ${limit}s)"
+  local t0=$SECONDS
+  timeout "$limit" "$@"
+  local rc=$?
+  echo "== $name: exit $rc after $((SECONDS - t0)) s"
+  [ "$rc" -eq 0 ] || failed+=("$name (exit $rc)")
+}
+
+part environment 60 "$PY" -c '
+import torch
+print("torch", torch.__version__, "cudnn", torch.backends.cudnn.version(),
+      "device", torch.cuda.get_device_name(), "cores", __import__("os").cpu_count())'
+
+part "packed sweep throughput" 150 "$PY" -m seqbench bench --sweep-runs 16 --sweep-steps 300 \
+  --device cuda --per-gpu "$PER_GPU" --cell lstm --impl builtin -T 500 --batch 32 \
+  --sweep-out "$OUT/bench_sweep.csv"
+
+# SIGINT after SWEEP_SECONDS, as Ctrl-C: the sweep keeps the rows of the runs that finished, stops
+# its workers and exits 130, which is the plan here, not a failure
+echo
+echo "== $(date +%T) papers, profile paper, T = 500-1000, ${SWEEP_SECONDS}s"
+timeout -s INT -k 30 "$SWEEP_SECONDS" "$PY" -m seqbench sweep tasks/papers.toml --profile paper \
+  -T 500 -T 600 -T 750 -T 1000 --device cuda --per-gpu "$PER_GPU" --out results/papers_gpu
+rc=$?
+echo "== papers sweep: exit $rc"
+[ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 130 ] || failed+=("papers sweep (exit $rc)")
+if [ -f results/papers_gpu/runs.csv ]; then
+  cp results/papers_gpu/runs.csv "$OUT/papers_gpu_runs.csv"
+  tar czf "$OUT/papers_gpu_runs.tar.gz" -C results/papers_gpu --exclude=checkpoint.pt runs
+  "$PY" -m seqbench published --profile paper --runs results/papers_gpu/runs.csv || true
+fi
+
+echo
+if [ ${#failed[@]} -eq 0 ]; then
+  echo "== all parts passed; files in $OUT"
+else
+  printf '== FAILED: %s\n' "${failed[@]}"
+  exit 1
+fi
