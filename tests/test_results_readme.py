@@ -84,3 +84,58 @@ def test_the_longer_budget_claims_point_the_way_the_runs_do():
             assert median(longer) < median(quick), (task, label)
             checked += 1
     assert checked > 0
+
+
+def test_the_budget_check_reads_the_paper_profile_rows(tmp_path):
+    """Section 9's budget check: an arm that disagrees at the cpu budget and agrees at the paper
+    profile's is counted as explained by the budget (rows made from the committed ones)."""
+    import pandas as pd
+
+    from seqbench.published import compare
+    from seqbench.spec import load_spec
+
+    readme = runpy.run_path(str(RESULTS / "readme.py"), run_name="readme")
+    spec = load_spec(RESULTS.parent / "tasks" / "papers.toml")
+    runs = pd.read_csv(RESULTS / "papers" / "runs.csv")
+    arm = "urnn_adding100_lstm"  # published: solved; ours at 3,000 steps: at the baseline
+    paper_ids = {c.seed: c.config_id() for c in spec.expand("paper") if c.label == arm}
+    fake = runs[runs["label"] == arm].copy()
+    assert len(fake) and not fake["solved"].any()
+    fake["config_id"] = fake["seed"].map(paper_ids)
+    fake["solved"], fake["final_loss"] = True, 0.001
+    fake["loss_ratio"] = fake["final_loss"] / fake["baseline_loss"]
+    path = tmp_path / "runs.csv"
+    pd.concat([runs, fake]).to_csv(path, index=False)
+    cpu = compare(spec, path, "cpu")
+    assert cpu.set_index("arm").loc[arm, "agreement"] == "disagree"  # the fake rows not counted
+    text = readme["_budget_check"](spec, path, cpu)
+    assert f"the budget explains 1 (`{arm}`: they agree with the paper at 50,000 steps)" in text
+    assert f"| `{arm}` | 100 | solved | baseline (0/3 solved" in text
+
+
+def test_the_stopping_margin_pairs_runs_by_seed():
+    """Section 5's stopping-margin sentence pairs the two copy arms by (T, seed) and counts the
+    test-solved runs and near-misses of each (a second arm made from the committed rows)."""
+    import pandas as pd
+
+    readme = runpy.run_path(str(RESULTS / "readme.py"), run_name="readme")
+    runs = readme["_runs"](RESULTS / "long" / "runs.csv")
+    first_name, confirm_name = readme["MARGIN_PAIR"]
+    first = runs[runs["label"] == first_name]
+    if confirm_name in set(runs["label"]):
+        runs = runs[runs["label"] != confirm_name]
+    confirm = first.copy()
+    confirm["label"] = confirm_name
+    confirm["solved"] = confirm["val_solved"]  # every near-miss confirmed on the test set
+    confirm["steps_taken"] = pd.to_numeric(confirm["steps_taken"]) + 100
+    text = readme["_stopping_margin"](pd.concat([runs, confirm]))
+    n = len(first)
+    solved = int(first["solved"].map(lambda v: str(v) == "True").sum())
+    val = int(first["val_solved"].map(lambda v: str(v) == "True").sum())
+    assert (f"{n} pairs, whose validation curves are identical up to the first run's stop in "
+            f"{n}") in text
+    assert (f"Solved on the test set: {solved}/{n} stopping at the first solved result, "
+            f"{val}/{n}") in text
+    assert f"near-misses {val - solved} -> 0" in text
+    assert "a median of 100 more steps" in text
+    assert readme["_stopping_margin"](runs[runs["label"] != first_name]) == ""
