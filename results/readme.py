@@ -650,7 +650,7 @@ def _fisher_sentence(fix, default) -> str:
 
 
 def _longest_solved(head: pd.DataFrame) -> str:
-    """The longest lag each arm solved in at least one seed (the leaderboard's headline), and
+    """The longest lag each arm solved in at least half of its seeds (the leaderboard's headline), and
     whether a longer lag was tried and failed (bounded) or not (a lower bound only)."""
     parts = []
     for task, part in head.groupby("task", sort=False):
@@ -665,7 +665,7 @@ def _longest_solved(head: pd.DataFrame) -> str:
                 items.append(f"`{r['label']}` >= {int(r['longest_solved_T'])} (not bounded: "
                              "the longest T tried)")
         parts.append(f"{task.replace('_', ' ')}: " + "; ".join(items))
-    return ("Longest T solved (in at least one seed; the leaderboard's headline, "
+    return ("Longest T solved (by at least half of the arm's seeds; the leaderboard's headline, "
             "`seqbench leaderboard --runs results/long/runs.csv --headline`): "
             + ". ".join(parts) + ".")
 

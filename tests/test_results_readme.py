@@ -139,3 +139,29 @@ def test_the_stopping_margin_pairs_runs_by_seed():
     assert f"near-misses {val - solved} -> 0" in text
     assert "a median of 100 more steps" in text
     assert readme["_stopping_margin"](runs[runs["label"] != first_name]) == ""
+
+
+def test_the_longest_t_solved_is_the_longest_lag_half_the_seeds_solved():
+    """Section 5's "Longest T solved" sentence, recomputed from results/long/runs.csv: per task
+    and arm, the longest T at which at least half of the finished seeds solved the test set."""
+    import re
+
+    import pandas as pd
+
+    text = (RESULTS / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("Longest T solved (by at least half"))
+    runs = pd.read_csv(RESULTS / "long" / "runs.csv")
+    runs = runs[runs["status"].isin(["ok", "diverged"])]
+    rate = runs.groupby(["task", "label", "seq_len"])["solved"].mean()
+    checked = 0
+    for task_text in line.split(": ", 1)[1].split(". "):
+        task, items = task_text.split(": ", 1)
+        for label, claim in re.findall(r"`([^`]+)` ([^;.]+)", items):
+            per_t = rate.loc[(task.replace(" ", "_"), label)]
+            solved = [t for t, r in per_t.items() if r >= 0.5]
+            if claim.startswith("none"):
+                assert not solved, (label, claim)
+            else:
+                assert int(re.search(r"\d+", claim).group()) == max(solved), (label, claim)
+            checked += 1
+    assert checked == len(rate.groupby(level=[0, 1]))  # every arm of the CSV is in the sentence
