@@ -5,11 +5,12 @@
 #      runs of 300 steps at T = 500, packed 8 on the GPU against one at a time, two rounds;
 #      rows to $OUT/bench_sweep.csv (append them to results/bench_sweep.csv);
 #   2. tasks/papers.toml --profile paper (the papers' 50,000 steps), the arms at T = 500-1,000 that
-#      the CPU does not reach, packed PER_GPU (8) on the GPU for SWEEP_SECONDS (240): the runs
-#      already in results/papers_gpu/runs.csv are skipped, so each GPU window adds to the last.
-#      Finished rows to $OUT/papers_gpu_runs.csv (commit them as results/papers_gpu/runs.csv),
-#      their folders without checkpoints to $OUT/papers_gpu_runs.tar.gz; runs still in flight at
-#      the end are lost (a sweep resumes whole runs, not steps).
+#      the CPU does not reach, packed PER_GPU (8) on the GPU for SWEEP_SECONDS (240), into
+#      results/papers beside the CPU's rows (other config ids; the device column tells them
+#      apart): the runs already committed there are skipped, so each GPU window adds to the last.
+#      The runs.csv comes back as $OUT/papers_runs.csv (merge its new rows, by run_id, into
+#      results/papers/runs.csv), the run folders without checkpoints as $OUT/papers_runs.tar.gz;
+#      runs still in flight at the end are lost (a sweep resumes whole runs, not steps).
 # Run from anywhere on a machine with a CUDA GPU and seqbench's dependencies (no install needed:
 # the checkout is put on PYTHONPATH):
 #   OUT=/tmp/out benchmarks/gpu_sweeps.sh
@@ -50,14 +51,14 @@ part "packed sweep throughput" 150 "$PY" -m seqbench bench --sweep-runs 16 --swe
 echo
 echo "== $(date +%T) papers, profile paper, T = 500-1000, ${SWEEP_SECONDS}s"
 timeout -s INT -k 30 "$SWEEP_SECONDS" "$PY" -m seqbench sweep tasks/papers.toml --profile paper \
-  -T 500 -T 600 -T 750 -T 1000 --device cuda --per-gpu "$PER_GPU" --out results/papers_gpu
+  -T 500 -T 600 -T 750 -T 1000 --device cuda --per-gpu "$PER_GPU" --out results/papers
 rc=$?
 echo "== papers sweep: exit $rc"
 [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 130 ] || failed+=("papers sweep (exit $rc)")
-if [ -f results/papers_gpu/runs.csv ]; then
-  cp results/papers_gpu/runs.csv "$OUT/papers_gpu_runs.csv"
-  tar czf "$OUT/papers_gpu_runs.tar.gz" -C results/papers_gpu --exclude=checkpoint.pt runs
-  "$PY" -m seqbench published --profile paper --runs results/papers_gpu/runs.csv || true
+if [ -f results/papers/runs.csv ]; then
+  cp results/papers/runs.csv "$OUT/papers_runs.csv"
+  tar czf "$OUT/papers_runs.tar.gz" -C results/papers --exclude=checkpoint.pt runs
+  "$PY" -m seqbench published --profile paper --out "$OUT/published_paper.csv" || true
 fi
 
 echo

@@ -933,6 +933,14 @@ def published() -> str:
             + _budget_check(spec, path, table))
 
 
+def _measured(row) -> str:
+    """One arm's outcome in a published-vs-measured row: outcome, solved seeds, loss ratio."""
+    if not row["n_seeds"]:
+        return "not run"
+    return (f"{row['measured_outcome']} ({int(row['n_solved'])}/{int(row['n_seeds'])} solved, "
+            f"loss/baseline {row['loss_ratio_median']:.3g})")
+
+
 def _profile_runs(runs: pd.DataFrame, spec, profile: str) -> pd.DataFrame:
     """The rows of ``runs`` that belong to ``profile`` of ``spec`` (by config id)."""
     ids = {cfg.config_id() for cfg in spec.expand(profile)}
@@ -953,10 +961,7 @@ def _budget_check(spec, path: Path, cpu: pd.DataFrame) -> str:
     for r in cpu[cpu["arm"].isin(paper.index)].to_dict("records"):
         p = paper.loc[r["arm"]]
         rows.append([f"`{r['arm']}`", str(int(r["seq_len"])), r["published_outcome"],
-                     f"{r['measured_outcome']} ({int(r['n_solved'])}/{int(r['n_seeds'])} solved, "
-                     f"loss/baseline {r['loss_ratio_median']:.3g})",
-                     f"{p['measured_outcome']} ({int(p['n_solved'])}/{int(p['n_seeds'])} solved, "
-                     f"loss/baseline {p['loss_ratio_median']:.3g})", p["agreement"]])
+                     _measured(r), _measured(p), p["agreement"]])
         if r["agreement"] == "disagree" and p["agreement"] == "agree":
             explained.append(r["arm"])
     checked = [r for r in rows if r[0].strip("`") in set(cpu.loc[cpu["agreement"] == "disagree",
@@ -967,8 +972,8 @@ def _budget_check(spec, path: Path, cpu: pd.DataFrame) -> str:
                + (f"; for {_names([r[0].strip('`') for r in checked if r[0].strip('`') not in explained])} "
                   "it does not: the remaining differences (each row's `differences`) are the "
                   "next suspects" if len(explained) < len(checked) else "") + ".")
-    return ("\n**Budget check.** The disagreeing arms that are affordable here, run again at "
-            f"the papers' scale: profile `paper`, {steps:,} steps (`seqbench sweep "
+    return ("\n**Budget check.** Arms run again at the papers' scale (the disagreeing ones "
+            f"that are affordable on this CPU first): profile `paper`, {steps:,} steps (`seqbench sweep "
             "tasks/papers.toml --profile paper --arm NAME`; `seqbench published --profile "
             "paper`). " + verdict + "\n\n"
             + _table(["arm", "T", "published", "ours, cpu profile", f"ours, {steps:,} steps",
