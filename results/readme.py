@@ -496,7 +496,7 @@ def long_lags() -> str:
             + "\n".join(tables)
             + f"\nUnsolved runs still improving at the end of their budget: {improving}."
             + _unconfirmed(runs) + _stopping_margin(runs) + "\n\n"
-            + _longest_solved(head) + "\n\n" + users + "\n" + decay)
+            + _longest_solved(head, board) + "\n\n" + users + "\n" + decay)
 
 
 def _long_decay(runs: pd.DataFrame, adding: pd.DataFrame, seq_len: int = 500) -> str:
@@ -649,7 +649,7 @@ def _fisher_sentence(fix, default) -> str:
                else "."))
 
 
-def _longest_solved(head: pd.DataFrame) -> str:
+def _longest_solved(head: pd.DataFrame, board: pd.DataFrame) -> str:
     """The longest lag each arm solved in at least half of its seeds (the leaderboard's headline), and
     whether a longer lag was tried and failed (bounded) or not (a lower bound only)."""
     parts = []
@@ -660,7 +660,13 @@ def _longest_solved(head: pd.DataFrame) -> str:
             if pd.isna(r["longest_solved_T"]):
                 items.append(f"`{r['label']}` none up to {tried}")
             elif str(r["bounded"]) == "True":
-                items.append(f"`{r['label']}` {int(r['longest_solved_T'])}")
+                # the longer lags that bound it, with their seeds: one failed seed is a thin bound
+                longer = board[(board["task"] == task) & (board["label"] == r["label"])
+                               & (board["seq_len"] > r["longest_solved_T"])]
+                items.append(f"`{r['label']}` {int(r['longest_solved_T'])} (" + ", ".join(
+                    f"T = {int(b['seq_len'])}: {round(b['solve_rate'] * b['n_seeds'])} of "
+                    f"{int(b['n_seeds'])} seed{'s' if b['n_seeds'] != 1 else ''} solved"
+                    for b in longer.sort_values("seq_len").to_dict("records")) + ")")
             else:
                 items.append(f"`{r['label']}` >= {int(r['longest_solved_T'])} (not bounded: "
                              "the longest T tried)")
