@@ -596,8 +596,9 @@ def _stopping_margin(runs: pd.DataFrame) -> str:
     lags = sorted({int(t) for t, _ in pairs})
     return (f" **Stopping margin** (profile `cpu_copy_confirm`, `solved_evals = 2`: the "
             f"`cpu_copy` seeds at T = {', '.join(f'{t:,}' for t in lags)} stopped only after two "
-            f"solved validation results in a row), paired by seed: {len(pairs)} pairs, whose "
-            f"validation curves are identical up to the first run's stop in {same} of them. "
+            f"solved validation results in a row), paired by seed: {len(pairs)} "
+            f"pair{'s' if len(pairs) != 1 else ''}; validation curves identical up to the "
+            f"first run's stop: {same} of {len(pairs)}. "
             f"Solved on the test set: {int(sa.sum())}/{len(pairs)} stopping at the first solved "
             f"result, {int(sb.sum())}/{len(pairs)} with two in a row (McNemar exact p = "
             f"{mcnemar_exact(int((sa & ~sb).sum()), int((sb & ~sa).sum())):.2g}); near-misses "

@@ -132,7 +132,7 @@ def test_the_stopping_margin_pairs_runs_by_seed():
     n = len(first)
     solved = int(first["solved"].map(lambda v: str(v) == "True").sum())
     val = int(first["val_solved"].map(lambda v: str(v) == "True").sum())
-    assert (f"{n} pairs, whose validation curves are identical up to the first run's stop in "
+    assert (f"{n} pairs; validation curves identical up to the first run's stop: {n} of "
             f"{n}") in text
     assert (f"Solved on the test set: {solved}/{n} stopping at the first solved result, "
             f"{val}/{n}") in text
