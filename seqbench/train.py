@@ -364,7 +364,10 @@ class Trainer:
             final=test,
             val=last,
             val_solved=val_solved,
-            still_improving=status == "ok" and not solved and still_improving(self.curve),
+            # a budget limit: the whole budget spent (not a run stopped early on a validation
+            # result that its test set then missed) with the validation loss still falling
+            still_improving=(status == "ok" and not solved and self.step >= cfg.steps
+                             and still_improving(self.curve)),
             solved=solved,
             solved_step=self.solved_step if solved else None,
             status=status,
