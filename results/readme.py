@@ -205,7 +205,9 @@ def quick_sweeps() -> str:
                      _rate(r), _ratio(r), _num(r["km_median_solved_step"], "{:.0f}")])
     out.append("\nPer task, cell and T (test set; intervals 95%: Wilson for the solve rate, "
                "bootstrap for the mean loss ratio; KM: Kaplan-Meier median step to solve, `-` = "
-               "fewer than half solved):\n")
+               "the estimate never reaches one half; runs that stopped on a validation result "
+               "their test set missed are censored where they stopped, so a KM median can "
+               "exist with fewer than half of the seeds solved):\n")
     out.append(_table(["task", "cell", "T", "seeds", "solved", "loss / baseline", "KM median step"],
                       rows))
     out.append("\n" + _findings(board, runs))
@@ -247,7 +249,7 @@ def _split_effects(runs: pd.DataFrame, what: str = "finished runs") -> str:
     return (f"- Of {len(ok)} {what}, {int(val.sum())} met the criterion on the validation "
             f"set and {int(test.sum())} of those also on the test set; "
             f"{int((val & ~test).sum())} stopped on a validation result the test set did not "
-            f"confirm (they stopped at the first evaluation below the threshold, where the two "
+            f"confirm (they stopped at the first evaluation that met the criterion, where the two "
             f"sets differ by sampling noise). {int(improving.sum())} unsolved runs were still "
             f"improving when their budget ended (`still_improving`): not solved in this budget, "
             f"not shown unable.")
@@ -467,7 +469,8 @@ def _decay_vs_solve(task: str, part: pd.DataFrame, init: dict, level: float = 0.
         d = init.get((task, r["label"]), math.nan)
         if math.isnan(d):
             continue
-        (near if d >= level else far).append(r["solve_rate"] >= 0.5)
+        # on the value the table prints (3 significant digits), so a reader's count agrees
+        (near if float(f"{d:.3g}") >= level else far).append(r["solve_rate"] >= 0.5)
     if not near or not far:
         return ""
     from seqbench.stats import fisher_exact
@@ -595,14 +598,17 @@ def _unconfirmed(runs: pd.DataFrame) -> str:
         # adding is solved on its MSE (< 0.01), the other tasks on their accuracy (>= 0.99)
         name, test, val = (("MSE", "final_loss", "val_loss") if task == "adding" else
                            ("accuracy", "accuracy", "val_accuracy"))
+        digits = 5 if task == "adding" else 4  # enough to show the side of 0.01 / 0.99 each is on
         t = pd.to_numeric(part[test], errors="coerce").dropna()
         v = pd.to_numeric(part[val], errors="coerce").dropna()
         parts.append(f"{task.replace('_', ' ')} {len(part)}"
-                     + (f" (test {name} {_span(t)} after {_span(v)} on validation)"
+                     + (f" (test {name} {_span(t, digits)} after {_span(v, digits)} on "
+                        "validation)"
                         if len(t) and len(v) else ""))
     return (" Unsolved runs that met the criterion on the validation set and stopped there, "
             "but not on the test set: " + "; ".join(parts) + ". A run stops at the first "
-            "validation result that meets the criterion, so the test set can land just below "
+            "validation result that meets the criterion (`solved_evals = 1`, the default), so "
+            "the test set can land just on the wrong side of "
             "it: these are near-misses of the protocol, not failures to learn.")
 
 
@@ -653,9 +659,9 @@ def _same_curve_until_stop(run_a: str, run_b: str) -> bool:
     return n > 0 and a["eval_loss"].iloc[:n].tolist() == b["eval_loss"].iloc[:n].tolist()
 
 
-def _span(values: pd.Series) -> str:
-    """'a' for one value, 'a-b' for several (4 decimals)."""
-    lo, hi = f"{values.min():.4f}", f"{values.max():.4f}"
+def _span(values: pd.Series, digits: int = 4) -> str:
+    """'a' for one value, 'a-b' for several (``digits`` decimals)."""
+    lo, hi = f"{values.min():.{digits}f}", f"{values.max():.{digits}f}"
     return lo if lo == hi else f"{lo}-{hi}"
 
 
@@ -680,9 +686,10 @@ def _fisher_sentence(fix, default) -> str:
     p_value, _ = fisher_exact(s1, n1, s0, n0)
     return (f"{s1} of {n1} seeds solved against {s0} of {n0}, Fisher's exact test "
             f"p = {p_value:.2g}"
-            + (": not significant at 0.05 with this many seeds, the difference is not yet a "
-               "claim (it needs 5 seeds of each arm)." if p_value >= 0.05 else
-               ": fewer than 5 seeds of each arm, so not yet a claim." if min(n0, n1) < 5
+            + ((": not significant at 0.05 with this many seeds, the difference is not yet a "
+                "claim (it needs 5 seeds of each arm)." if min(n0, n1) < 5 else
+                ": not significant at 0.05.") if p_value >= 0.05 else
+               ": fewer than 5 seeds of one arm, so not yet a claim." if min(n0, n1) < 5
                else "."))
 
 
@@ -738,6 +745,8 @@ def _long_dynamics(board: pd.DataFrame) -> str:
     def listed(group, fmt):
         return ", ".join(f"`{a}` ({v:{fmt}}; solved {k}/{n})" for a, v, k, n in group) or "none"
 
+    counts = sorted({n for _, _, _, n in rows})
+    seeds = f"{counts[0]}-{counts[-1]}" if len(counts) > 1 else str(counts[0])
     finding = []
     if any(k == 0 for _, _, k, _ in near):
         finding.append("not enough (arms that start near 0 failed)")
@@ -750,8 +759,8 @@ def _long_dynamics(board: pd.DataFrame) -> str:
             + ("; expanding (lambda_1 >= 0.05): " + listed(expanding, "+.2f") if expanding else "")
             + "."
             + (" At T = 500 a neutral spectrum at initialization was "
-               + " and ".join(finding) + " to solve adding; with 1-5 seeds per arm this is a "
-               "description across arms, not yet a test." if finding else ""))
+               + " and ".join(finding) + f" to solve adding; with {seeds} seeds per arm this is "
+               "a description across arms, not yet a test." if finding else ""))
 
 
 def atlas() -> str:
@@ -1050,7 +1059,7 @@ def provenance() -> str:
                  pd.Series(["keep"] * len(df)))
         denormal = ", ".join(f"{m} ({n})" for m, n in modes.value_counts().items())
         rows.append([f"`{name}`", str(len(df)), commits, versions, denormal])
-    return ("\n## Provenance\n\nEach row names its commit (a `+dirty` suffix would mark "
+    return ("\n## Provenance\n\nEach row names its commit (a `+dirty` suffix marks "
             "uncommitted changes to `seqbench/`) and whether denormals were flushed "
             "(README.md, Performance; rows from before the column existed computed with them):\n\n"
             + _table(["file", "rows", "commits (rows)", "torch", "denormals (rows)"], rows))

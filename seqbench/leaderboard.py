@@ -32,7 +32,9 @@ statistics are the **test** set's (the row's ``final_loss``, ``loss_ratio``, ``a
                               regression rows, see ``ACCURACY_NOTE``); the CSV keeps the value
 ``km_median_solved_step``     Kaplan-Meier median step to solve: the first step by which half the
                               runs are estimated solved, unsolved and diverged runs censored at
-                              their step budget; empty = not reached (fewer than half solved)
+                              their step budget (a run stopped early on an unconfirmed validation
+                              result: where it stopped); empty = the estimate never reaches one
+                              half (with early stops censored, it can with under half solved)
 ``median_step_solved_runs``   median solving step over the solved runs only (CSV only: it ignores
                               the runs that did not solve, so it flatters a rarely solving arm)
 ``val_solve_rate``            finished runs whose validation set met the criterion / those with a

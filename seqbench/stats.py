@@ -128,7 +128,8 @@ def kaplan_meier(times: Sequence[float], events: Sequence[bool]) -> KMTable:
 
 def km_median(times: Sequence[float], events: Sequence[bool]) -> float:
     """The first step at which the Kaplan-Meier survival is <= 0.5 (half the runs solved);
-    NaN when it is never reached (fewer than half solved within the budget)."""
+    NaN when the estimate never falls to one half (with runs censored early, it can fall there
+    with fewer than half of the runs solved)."""
     km = kaplan_meier(times, events)
     reached = np.flatnonzero((km.survival <= 0.5 + 1e-12) & (km.events > 0))
     return float(km.steps[reached[0]]) if len(reached) else NAN
