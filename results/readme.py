@@ -658,7 +658,22 @@ def _stopping_margin(runs: pd.DataFrame) -> str:
             f"{mcnemar_exact(int((sa & ~sb).sum()), int((sb & ~sa).sum())):.2g}); near-misses "
             f"{near[0]} -> {near[1]}"
             + (f"; the second result cost a median of {extra.median():,.0f} more steps"
-               if len(extra) else "") + ".")
+               if len(extra) else "") + ". " + _paired_accuracy(a, b))
+
+
+def _paired_accuracy(a: pd.DataFrame, b: pd.DataFrame) -> str:
+    """The pairs' test accuracy, B against A: in how many pairs it is higher, lower, and an
+    exact two-sided sign test (ties dropped; the same binomial as McNemar's)."""
+    from seqbench.stats import mcnemar_exact
+
+    diff = (pd.to_numeric(b["accuracy"], errors="coerce")
+            - pd.to_numeric(a["accuracy"], errors="coerce")).dropna()
+    higher, lower = int((diff > 0).sum()), int((diff < 0).sum())
+    if not len(diff):
+        return ""
+    return (f"Test accuracy with two in a row is higher in {higher} of {len(diff)} pairs and "
+            f"lower in {lower} (median change {diff.median():+.4f}; exact sign test p = "
+            f"{mcnemar_exact(higher, lower):.2g}).")
 
 
 def _same_curve_until_stop(run_a: str, run_b: str) -> bool:

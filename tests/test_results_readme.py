@@ -139,6 +139,7 @@ def test_the_stopping_margin_pairs_runs_by_seed():
             f"{val}/{n}") in text
     assert f"near-misses {val - solved} -> 0" in text
     assert "a median of 100 more steps" in text
+    assert f"higher in 0 of {n} pairs and lower in 0" in text  # the same accuracies: no change
     assert readme["_stopping_margin"](runs[runs["label"] != first_name]) == ""
 
 
