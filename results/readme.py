@@ -812,8 +812,9 @@ def atlas() -> str:
     records = table.to_dict("records")
     keep = [r["series"] for r in records if r["horizon_reached"] == 0]
     lose = [r for r in records if r["horizon_reached"] == r["seeds"]]
-    shows = ("\nWhat it shows: the gradient at h_t (for the LSTM the cell state c_t carries "
-             "its own, section 1) reaches every lag of the sequence at initialization "
+    shows = ("\nWhat it shows: the gradient at h_t (for the LSTM the cell state's gradient "
+             "is grads.csv's `cell_grad_norm`, not shown here) reaches every lag of the "
+             "sequence at initialization "
              f"in {_names(keep)} (no seed's norm fell below 1e-6 of its lag-0 value); in "
              f"{_names(r['series'] for r in lose)} it falls below that within "
              f"{min(r['horizon_km_median'] for r in lose):.0f}-"
