@@ -62,6 +62,11 @@ def _runs(path: Path) -> pd.DataFrame:
     return lb.load_runs(path)
 
 
+def _true(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A runs.csv flag column as booleans (the CSV holds "True" / "False" / blank)."""
+    return frame[column].map(lambda v: str(v) == "True")
+
+
 def _settings(spec_name: str, profile: str) -> dict:
     """One run's settings of a spec profile (what every run of it shares)."""
     configs = load_spec(REPO / "tasks" / spec_name).expand(profile)
@@ -121,7 +126,7 @@ def gradients_at_init() -> str:
     for r in table.itertuples(index=False):
         decay[r.series] = r.decay_factor
         part = grads[[n == r.series for n in _series(grads)]]
-        first_under = part[part["underflow"].map(lambda v: str(v) == "True")].groupby(
+        first_under = part[_true(part, "underflow")].groupby(
             "probe_id")["lag"].min()
         n = part["probe_id"].nunique()
         under = (f"{len(first_under)} of {n} seeds, from lag "
@@ -237,18 +242,14 @@ def _budget_limited(runs: pd.DataFrame) -> pd.Series:
     (``still_improving``): a budget limit. Rows written before train.py required the budget to
     be spent also flag runs that stopped early on a validation result the test set did not
     confirm; those did not end at their budget and are not counted."""
-    def true(column):
-        return runs[column].map(lambda v: str(v) == "True")
-
     spent = pd.to_numeric(runs["steps_taken"], errors="coerce") >= pd.to_numeric(
         runs["step_budget"], errors="coerce")
-    return true("still_improving") & ~true("solved") & spent
+    return _true(runs, "still_improving") & ~_true(runs, "solved") & spent
 
 
 def _split_effects(runs: pd.DataFrame, what: str = "finished runs") -> str:
     ok = runs[runs["status"] == "ok"]
-    val = ok["val_solved"].map(lambda v: str(v) == "True")
-    test = ok["solved"].map(lambda v: str(v) == "True")
+    val, test = _true(ok, "val_solved"), _true(ok, "solved")
     improving = _budget_limited(ok)
     return (f"- Of {len(ok)} {what}, {int(val.sum())} met the criterion on the validation "
             f"set and {int(test.sum())} of those also on the test set; "
@@ -599,10 +600,7 @@ def _opened(arms, init, end, closed: float = 0.9) -> str:
 def _unconfirmed(runs: pd.DataFrame) -> str:
     """The runs that stopped on a validation result their test set did not confirm: the
     criterion met on validation, missed on test (by how much, on accuracy)."""
-    def true(column):
-        return runs[column].map(lambda v: str(v) == "True")
-
-    missed = runs[true("val_solved") & ~true("solved")]
+    missed = runs[_true(runs, "val_solved") & ~_true(runs, "solved")]
     if missed.empty:
         return ""
     parts = []
@@ -633,20 +631,17 @@ def _stopping_margin(runs: pd.DataFrame) -> str:
     validation result costs on the test set, against waiting for a second one in a row."""
     from seqbench.stats import mcnemar_exact
 
-    def true(frame, column):
-        return frame[column].map(lambda v: str(v) == "True")
-
     first, confirm = (runs[runs["label"] == name].set_index(["seq_len", "seed"])
                       for name in MARGIN_PAIR)
     pairs = first.index.intersection(confirm.index)
     if pairs.empty:
         return ""
     a, b = first.loc[pairs], confirm.loc[pairs]
-    sa, sb = true(a, "solved"), true(b, "solved")
-    near = [int((true(x, "val_solved") & ~true(x, "solved")).sum()) for x in (a, b)]
+    sa, sb = _true(a, "solved"), _true(b, "solved")
+    near = [int((_true(x, "val_solved") & ~_true(x, "solved")).sum()) for x in (a, b)]
     same = sum(_same_curve_until_stop(a.loc[k, "run_dir"], b.loc[k, "run_dir"]) for k in pairs)
     extra = (pd.to_numeric(b["steps_taken"]) - pd.to_numeric(a["steps_taken"]))[
-        true(a, "val_solved") & true(b, "val_solved")]
+        _true(a, "val_solved") & _true(b, "val_solved")]
     lags = sorted({int(t) for t, _ in pairs})
     return (f" **Stopping margin** (profile `cpu_copy_confirm`, `solved_evals = 2`: the "
             f"`cpu_copy` seeds at T = {', '.join(f'{t:,}' for t in lags)} stopped only after two "
