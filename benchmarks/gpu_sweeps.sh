@@ -16,26 +16,10 @@
 #   OUT=/tmp/out benchmarks/gpu_sweeps.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-seqbench-results/gpu_sweeps}
 SWEEP_SECONDS=${SWEEP_SECONDS:-240}
 PER_GPU=${PER_GPU:-8}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
-exec > >(tee -a "$OUT/gpu_sweeps.log") 2>&1
-failed=()
-part() {  # part NAME SECONDS COMMAND...: run with a time limit, note a failure, go on
-  local name=$1 limit=$2
-  shift 2
-  echo
-  echo "== $(date +%T) $name (limit ${limit}s)"
-  local t0=$SECONDS
-  timeout "$limit" "$@"
-  local rc=$?
-  echo "== $name: exit $rc after $((SECONDS - t0)) s"
-  [ "$rc" -eq 0 ] || failed+=("$name (exit $rc)")
-}
+source benchmarks/gpu_parts.sh
+gpu_setup gpu_sweeps
 
 part environment 60 "$PY" -c '
 import torch
@@ -61,10 +45,4 @@ if [ -f results/papers/runs.csv ]; then
   "$PY" -m seqbench published --profile paper --out "$OUT/published_paper.csv" || true
 fi
 
-echo
-if [ ${#failed[@]} -eq 0 ]; then
-  echo "== all parts passed; files in $OUT"
-else
-  printf '== FAILED: %s\n' "${failed[@]}"
-  exit 1
-fi
+finish "files in $OUT"

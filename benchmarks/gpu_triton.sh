@@ -13,23 +13,8 @@
 #   OUT=/tmp/out benchmarks/gpu_triton.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-seqbench-results/gpu_triton}
-mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
-exec > >(tee -a "$OUT/gpu_triton.log") 2>&1
-failed=()
-part() {  # part NAME SECONDS COMMAND...: run with a time limit, note a failure, go on
-  local name=$1 limit=$2
-  shift 2
-  echo
-  echo "== $(date +%T) $name (limit ${limit}s)"
-  local t0=$SECONDS
-  timeout "$limit" "$@"
-  local rc=$?
-  echo "== $name: exit $rc after $((SECONDS - t0)) s"
-  [ "$rc" -eq 0 ] || failed+=("$name (exit $rc)")
-}
+source benchmarks/gpu_parts.sh
+gpu_setup gpu_triton
 
 part environment 60 "$PY" -c '
 import torch, triton
@@ -54,10 +39,4 @@ part "bench H=128, SEQBENCH_TRITON=0: hand (fused) vs cuDNN" 120 \
   env SEQBENCH_TRITON=0 "$PY" "${BENCH[@]}" --hidden 128 --no-probe
 part "block sizes, T=1000" 120 "$PY" benchmarks/gpu_triton_blocks.py --out "$OUT/blocks.csv"
 
-echo
-if [ ${#failed[@]} -eq 0 ]; then
-  echo "== all parts passed; rows: $OUT/bench.csv, $OUT/blocks.csv"
-else
-  printf '== FAILED: %s\n' "${failed[@]}"
-  exit 1
-fi
+finish "rows: $OUT/bench.csv, $OUT/blocks.csv"
