@@ -72,7 +72,7 @@ class RunConfig:
     until_solved: bool = True  # stop at the first evaluation where the validation set is solved
     # the validation set counts as solved once it met the criterion at this many consecutive
     # evaluations (1: the first crossing). Stopping at the first noisy crossing selects a model
-    # that sits on the threshold, and the test set then lands just below it about half the time
+    # that sits on the threshold, and its test set can land on the wrong side of it
     solved_evals: int = 1
     seed: int = 0  # one seed; init, train, eval and probe streams are derived from it
     probe_every: int = 0  # gradient-vs-lag probe at step 0, every N steps and at the end; 0 = off

@@ -243,16 +243,11 @@ class Trainer:
     def _count_solved(self) -> None:
         """Set ``solved_step`` once the validation set has met the criterion at
         ``cfg.solved_evals`` consecutive evaluations: the step of the first of them."""
-        if self.solved_step is not None:
-            return
-        streak = 0
-        for point in reversed(self.curve):
-            if streak == self.cfg.solved_evals or not self.task.solved(point.eval_loss,
-                                                                       point.accuracy):
-                break
-            streak += 1
-        if streak == self.cfg.solved_evals:
-            self.solved_step = self.curve[-streak].step
+        k = self.cfg.solved_evals
+        last = self.curve[-k:]
+        if (self.solved_step is None and len(last) == k
+                and all(self.task.solved(p.eval_loss, p.accuracy) for p in last)):
+            self.solved_step = last[0].step
 
     def train_step(self) -> float:
         """One optimizer step; returns the training loss (NaN or inf: the step was not taken)."""
