@@ -373,13 +373,14 @@ SWEEP_COLUMNS = [
 SWEEP_LAYOUTS = ((2, 1), (1, 2))
 
 
-def pack_layouts(per_gpu: int) -> tuple[tuple[int, int, int], ...]:
+def pack_layouts(per_gpu: int) -> tuple[tuple[int | None, int, int], ...]:
     """(workers, threads, per_gpu) layouts of the GPU sweep bench: ``per_gpu`` runs packed on
-    each GPU against one run per GPU at a time (the reference, last); workers follow the GPUs."""
+    each GPU against one run per GPU at a time (the reference, last). Workers are None: the
+    sweep sizes them from the GPUs and the packing."""
     if per_gpu < 2:
         raise ConfigError(f"--per-gpu must be >= 2 to compare packing with one run at a time, "
                           f"got {per_gpu}")
-    return ((0, 1, per_gpu), (0, 1, 1))
+    return ((None, 1, per_gpu), (None, 1, 1))
 
 
 def sweep_configs(cfg: BenchConfig, runs: int, steps: int, device: str = "cpu") -> list:
@@ -397,7 +398,7 @@ def sweep_configs(cfg: BenchConfig, runs: int, steps: int, device: str = "cpu") 
 
 
 def run_sweep_bench(cfg: BenchConfig, runs: int, steps: int = 100, rounds: int = 2,
-                    layouts: Sequence[tuple[int, ...]] = SWEEP_LAYOUTS,
+                    layouts: Sequence[tuple[int | None, ...]] = SWEEP_LAYOUTS,
                     on_layout: Callable[[dict], None] | None = None,
                     per_gpu: int = 0, gpu_count: int | None = None,
                     run_device: str = "cuda") -> list[dict]:
@@ -439,7 +440,7 @@ def run_sweep_bench(cfg: BenchConfig, runs: int, steps: int = 100, rounds: int =
             workers, threads, pack = (*layout, 0)[:3]
             load_before = _load()
             with tempfile.TemporaryDirectory(prefix="seqbench-sweep-bench-") as out:
-                result = run_sweep(configs, out, workers=workers or None, threads=threads,
+                result = run_sweep(configs, out, workers=workers, threads=threads,
                                    per_gpu=pack, gpu_count=gpu_count if pack else None,
                                    progress_stream=io.StringIO())  # no progress line
             if result.interrupted:
@@ -448,7 +449,7 @@ def run_sweep_bench(cfg: BenchConfig, runs: int, steps: int = 100, rounds: int =
             if failed:
                 raise RuntimeError(f"{failed} of {runs} sweep-bench runs failed")
             timed[tuple(layout)] = {
-                **common, "workers": workers or result.workers, "threads": threads,
+                **common, "workers": result.workers, "threads": threads,
                 "per_gpu": pack or None, "round": r,
                 "wall_s": result.seconds, "runs_per_min": 60 * runs / result.seconds,
                 "load_before": load_before, "load_after": _load(),
