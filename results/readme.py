@@ -622,17 +622,25 @@ def _unconfirmed(runs: pd.DataFrame) -> str:
             "it: these are near-misses of the protocol, not failures to learn.")
 
 
-#: the arms of long.toml's cpu_copy and cpu_copy_confirm: the same runs but for solved_evals
-MARGIN_PAIR = ("exprnn_copy", "exprnn_copy_2evals")
+#: long.toml's stopping-margin pairs: (task, the arm stopped at its first solved validation
+#: result, the same runs with solved_evals = 2, the profile that runs the second)
+MARGIN_PAIRS = (("copy", "exprnn_copy", "exprnn_copy_2evals", "cpu_copy_confirm"),
+                ("adding", "lstm_chrono", "lstm_chrono_2evals", "cpu_adding_confirm"))
 
 
 def _stopping_margin(runs: pd.DataFrame) -> str:
-    """cpu_copy against cpu_copy_confirm, paired by (T, seed): what stopping at the first solved
-    validation result costs on the test set, against waiting for a second one in a row."""
+    """Each of MARGIN_PAIRS, paired by (T, seed): what stopping at the first solved validation
+    result costs on the test set, against waiting for a second one in a row."""
+    return "".join(_margin_pair(runs, *pair) for pair in MARGIN_PAIRS)
+
+
+def _margin_pair(runs: pd.DataFrame, task: str, first_name: str, confirm_name: str,
+                 profile: str) -> str:
     from seqbench.stats import mcnemar_exact
 
+    runs = runs[runs["task"] == task]
     first, confirm = (runs[runs["label"] == name].set_index(["seq_len", "seed"])
-                      for name in MARGIN_PAIR)
+                      for name in (first_name, confirm_name))
     pairs = first.index.intersection(confirm.index)
     if pairs.empty:
         return ""
@@ -643,8 +651,9 @@ def _stopping_margin(runs: pd.DataFrame) -> str:
     extra = (pd.to_numeric(b["steps_taken"]) - pd.to_numeric(a["steps_taken"]))[
         _true(a, "val_solved") & _true(b, "val_solved")]
     lags = sorted({int(t) for t, _ in pairs})
-    return (f" **Stopping margin** (profile `cpu_copy_confirm`, `solved_evals = 2`: the "
-            f"`cpu_copy` seeds at T = {', '.join(f'{t:,}' for t in lags)} stopped only after two "
+    return (f" **Stopping margin, {task.replace('_', ' ')}** (profile `{profile}`, "
+            f"`solved_evals = 2`: the `{first_name}` seeds at T = "
+            f"{', '.join(f'{t:,}' for t in lags)} stopped only after two "
             f"solved validation results in a row), paired by seed: {len(pairs)} "
             f"pair{'s' if len(pairs) != 1 else ''}; validation curves identical up to the "
             f"first run's stop: {same} of {len(pairs)}. "
@@ -653,22 +662,26 @@ def _stopping_margin(runs: pd.DataFrame) -> str:
             f"{mcnemar_exact(int((sa & ~sb).sum()), int((sb & ~sa).sum())):.2g}); near-misses "
             f"{near[0]} -> {near[1]}"
             + (f"; the second result cost a median of {extra.median():,.0f} more steps"
-               if len(extra) else "") + ". " + _paired_accuracy(a, b))
+               if len(extra) else "") + ". " + _paired_test_metric(task, a, b))
 
 
-def _paired_accuracy(a: pd.DataFrame, b: pd.DataFrame) -> str:
-    """The pairs' test accuracy, B against A: in how many pairs it is higher, lower, and an
-    exact two-sided sign test (ties dropped; the same binomial as McNemar's)."""
+def _paired_test_metric(task: str, a: pd.DataFrame, b: pd.DataFrame) -> str:
+    """The pairs' test metric, B against A (adding: MSE, lower is better; the other tasks:
+    accuracy, higher is better): in how many pairs B is better and worse, and an exact
+    two-sided sign test (ties dropped; the same binomial as McNemar's)."""
     from seqbench.stats import mcnemar_exact
 
-    diff = (pd.to_numeric(b["accuracy"], errors="coerce")
-            - pd.to_numeric(a["accuracy"], errors="coerce")).dropna()
-    higher, lower = int((diff > 0).sum()), int((diff < 0).sum())
+    name, column, sign, words, digits = (("MSE", "final_loss", -1, ("lower", "higher"), 5)
+                                         if task == "adding" else
+                                         ("accuracy", "accuracy", 1, ("higher", "lower"), 4))
+    diff = (pd.to_numeric(b[column], errors="coerce")
+            - pd.to_numeric(a[column], errors="coerce")).dropna()
+    better, worse = int((sign * diff > 0).sum()), int((sign * diff < 0).sum())
     if not len(diff):
         return ""
-    return (f"Test accuracy with two in a row is higher in {higher} of {len(diff)} pairs and "
-            f"lower in {lower} (median change {diff.median():+.4f}; exact sign test p = "
-            f"{mcnemar_exact(higher, lower):.2g}).")
+    return (f"Test {name} with two in a row is {words[0]} in {better} of {len(diff)} pairs and "
+            f"{words[1]} in {worse} (median change {diff.median():+.{digits}f}; exact sign test "
+            f"p = {mcnemar_exact(better, worse):.2g}).")
 
 
 def _same_curve_until_stop(run_a: str, run_b: str) -> bool:
