@@ -531,15 +531,32 @@ def long_lags() -> str:
     return ("\n## 5. Long lags (in progress)\n\n"
             "`tasks/long.toml`, the runs recorded so far (the sweep accumulates over sittings: "
             "`seqbench sweep tasks/long.toml --profile <profile> --workers 2 --out "
-            "results/long`). Adding (profiles `cpu_t500`, `cpu_cells`): H = 128, Adam 1e-3, "
-            "batch 64, clipping at 1, at most 10,000 steps. Copy (profile `cpu_copy`): expRNN at "
-            "its paper's copy settings, at most 3,000 steps. Runs stop when the validation set "
+            "results/long`). " + _long_settings(runs) + " Runs stop when the validation set "
             "is solved. Solve rate against T with 95% Wilson bands: "
             "[long_solve_rate.png](figures/long_solve_rate.png).\n"
             + "\n".join(tables)
             + f"\nUnsolved runs still improving at the end of their budget: {improving}."
             + _unconfirmed(runs) + _stopping_margin(runs) + "\n\n"
             + _longest_solved(head, board) + "\n\n" + users + "\n" + decay)
+
+
+def _long_settings(runs: pd.DataFrame) -> str:
+    """Per task, the settings its runs trained with, read from the rows, and the profiles of
+    tasks/long.toml they come from (matched by config id)."""
+    spec = load_spec(REPO / "tasks" / "long.toml")
+    ids = {p: {c.config_id() for c in spec.expand(p)} for p in spec.profile_names}
+    keys = ["hidden", "optimizer", "lr", "batch_size", "clip", "step_budget"]
+    parts = []
+    for task, part in runs.groupby("task", sort=False):
+        profiles = [f"`{p}`" for p, wanted in ids.items() if wanted & set(part["config_id"])]
+        settings = "; ".join(
+            f"{_setting(r)}, "
+            + (f"clipping at {float(r['clip']):g}" if float(r["clip"]) else "no clipping")
+            + f", at most {int(r['step_budget']):,} steps"
+            for r in part.drop_duplicates(keys).to_dict("records"))
+        parts.append(f"{task.replace('_', ' ').capitalize()} (profile"
+                     f"{'s' if len(profiles) != 1 else ''} {', '.join(profiles)}): {settings}.")
+    return " ".join(parts)
 
 
 def _long_decay(runs: pd.DataFrame, adding: pd.DataFrame, seq_len: int = 500) -> str:
