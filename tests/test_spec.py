@@ -95,6 +95,23 @@ def test_long_spec_reaches_the_lags_the_papers_quote():
     assert sorted({c.seed for c in subset}) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("confirm, first", [("cpu_copy_confirm", ("cpu_copy",)),
+                                             ("cpu_adding_confirm", ("cpu_t500",))])
+def test_long_confirm_profiles_are_their_partners_runs_with_two_solved_evals(confirm, first):
+    """The stopping-margin pairs (results/README.md section 5) compare the same runs but for
+    solved_evals: every confirm run, with solved_evals = 1 and its partner's label, is a run of
+    the partner profiles (same seed, data, initialization), so the pairs' curves agree until the
+    first one stops."""
+    spec = load_spec(TASKS_DIR / "long.toml")
+    runs = spec.expand(confirm)
+    partners = {c.config_id(): c.label for p in first for c in spec.expand(p)}
+    assert runs and {c.solved_evals for c in runs} == {2}
+    for c in runs:
+        twin = dataclasses.replace(c, solved_evals=1, label=c.label.removesuffix("_2evals"))
+        assert partners.get(twin.config_id()) == twin.label
+    assert {c.solved_evals for c in spec.expand("gpu")} == {2}  # the default for new profiles
+
+
 def test_shipped_grid_sizes():
     for name in ("adding", "copy", "delayed_recall"):
         quick = expand_spec(TASKS_DIR / f"{name}.toml", "quick")
