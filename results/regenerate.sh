@@ -44,8 +44,6 @@ seqbench plot decay results/runs --task delayed_recall --seq-len 10 --at init --
   -o results/figures/decay_training_delayed_recall_T10.png
 seqbench plot decay results/runs --task adding --seq-len 50 --at init --at end \
   -o results/figures/decay_training_adding_T50.png
-seqbench plot decay results/long/runs --runs results/long/runs.csv --task adding --seq-len 500 \
-  --at init --at end -o results/figures/decay_long_adding_T500.png
 seqbench plot decay results/fixes/runs --runs results/fixes/runs.csv --select lr --task delayed_recall \
   --at init --at end --by-family \
   -o results/figures/fixes_decay.png
@@ -57,12 +55,22 @@ seqbench plot loss results/runs.csv -o results/figures/loss_ratio.png
 seqbench plot solved results/runs.csv -o results/figures/solved.png
 seqbench plot solve-rate results/fixes/runs.csv --select lr -o results/figures/fixes_solve_rate.png
 
-# 5. Long lags (tens of CPU-hours; resumable over sittings)
-seqbench sweep tasks/long.toml --workers 2 --out results/long
+# 5. Long lags (tens of CPU-hours; resumable over sittings): the profiles committed so far, the
+#    cheapest first, then the whole cpu profile (every arm at T = 100-1000: tens of CPU-hours; the
+#    committed rows are the part of it run so far)
+for profile in cpu_copy cpu_copy_confirm cpu_t500 cpu_adding_confirm cpu_cells cpu_remedies; do
+  seqbench sweep tasks/long.toml --profile "$profile" --workers 2 --out results/long
+done
+seqbench sweep tasks/long.toml --profile cpu --workers 2 --out results/long
 seqbench dynamics --spec tasks/long.toml --profile cpu_t500 --measure lyapunov -o results/long/dynamics_init.csv
 seqbench dynamics --spec tasks/long.toml --profile cpu_cells --measure lyapunov -o results/long/dynamics_init.csv
+seqbench dynamics --spec tasks/long.toml --profile cpu_remedies --measure lyapunov -o results/long/dynamics_init.csv
 seqbench plot spectrum results/long/dynamics_init.csv -o results/figures/long_spectrum.png
 seqbench plot solve-rate results/long/runs.csv -o results/figures/long_solve_rate.png
+for T in 500 1000; do
+  seqbench plot decay results/long/runs --runs results/long/runs.csv --task adding --seq-len "$T" \
+    --at init --at end -o "results/figures/decay_long_adding_T$T.png"
+done
 seqbench leaderboard --runs results/long/runs.csv --format markdown
 
 # 5b. The newer tasks against every cell (resumable; about 3 CPU-hours with one worker)
@@ -78,8 +86,14 @@ seqbench leaderboard --runs results/lengths/runs.csv --format markdown
 seqbench plot lengths results/lengths/runs.csv --metric solve_rate -o results/figures/lengths.png
 
 # 5d. Published results side by side: the short-lag arms of tasks/papers.toml on the CPU (the
-#     rest, T = 500-1,000, is hours per run here: --profile paper on a GPU)
+#     T = 500-1,000 arms run here are named; the rest is hours per run: --profile paper on a GPU)
 seqbench sweep tasks/papers.toml -T 100 -T 150 -T 300 -T 400 --workers 2 --out results/papers
+seqbench sweep tasks/papers.toml --arm tallec_copy500_lstm --arm tallec_copy500_chrono \
+  --arm rusch_adding500_cornn --arm lezcano_copy1000_exprnn --arm li_adding1000_indrnn \
+  --arm li_adding1000_lstm --workers 2 --out results/papers
+# the budget check: disagreeing arms again at the papers' 50,000 steps (minutes to an hour a run)
+seqbench sweep tasks/papers.toml --profile paper --arm urnn_adding100_lstm --arm urnn_copy100_lstm \
+  --arm le_adding150_rnn_tanh --workers 2 --out results/papers
 seqbench published --runs results/papers/runs.csv --format markdown
 
 # 6. results/README.md from the CSVs above (tests/test_results_readme.py checks it)

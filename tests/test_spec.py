@@ -93,6 +93,11 @@ def test_long_spec_reaches_the_lags_the_papers_quote():
     assert shared <= {c.config_id() for c in cpu} and len(shared) == 6
     assert {c.label for c in subset} == {"lstm", "lstm_chrono"} and len(subset) == 10
     assert sorted({c.seed for c in subset}) == [0, 1, 2, 3, 4]
+    # the T = 500 subsets run alone (cells, remedies) are runs of the cpu profile too
+    for profile in ("cpu_cells", "cpu_remedies"):
+        part = spec.expand(profile)
+        assert {c.seq_len for c in part} == {500}
+        assert {c.config_id() for c in part} <= {c.config_id() for c in cpu}, profile
 
 
 @pytest.mark.parametrize("confirm, first", [("cpu_copy_confirm", ("cpu_copy",)),
