@@ -315,3 +315,27 @@ def test_select_rejects_what_cannot_be_tuned(tmp_path, value, word):
     path = _write(tmp_path, f"select = {value}\n" + BASE)
     with pytest.raises(ConfigError, match=word):
         load_spec(path)
+
+
+def test_readme_spec_table_counts_the_runs_each_profile_expands_to():
+    """README.md's Benchmark specs table: the first "N runs" of each profile column is what
+    that profile expands to (the column's profile: `quick` / `full`, or the one it names)."""
+    import re
+
+    readme = (TASKS_DIR.parent / "README.md").read_text()
+    section = readme.split("## Benchmark specs", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `tasks/")]
+    assert len(rows) == len(SHIPPED) - len([p for p in SHIPPED if p.name.startswith("_")])
+    checked = 0
+    for cells in rows:
+        spec = load_spec(TASKS_DIR.parent / cells[0].strip("| `"))
+        for column, default in ((cells[2], "quick"), (cells[3], "full")):
+            count = re.search(r"([\d,]+) runs", column)
+            if count is None:
+                continue
+            named = re.match(r"\s*profile `(\w+)`", column)
+            profile = named.group(1) if named else default
+            assert len(spec.expand(profile)) == int(count.group(1).replace(",", "")), (
+                cells[0], profile)
+            checked += 1
+    assert checked >= 10
