@@ -1010,7 +1010,7 @@ def length_generalization() -> str:
 
 def published() -> str:
     """Published numbers against ours (tasks/papers.toml, cpu profile), as far as run here."""
-    from seqbench.published import agreement_counts, compare, format_table
+    from seqbench.published import BASELINE_LEVEL, agreement_counts, compare, format_table
 
     path = HERE / "papers" / "runs.csv"
     if not path.exists():
@@ -1019,6 +1019,7 @@ def published() -> str:
     table = compare(spec, path, "cpu")
     run = table[table["n_seeds"] > 0]
     runs = _profile_runs(_runs(path), spec, "cpu")  # the 50,000-step rows are the check below
+    seeds = len({cfg.seed for cfg in spec.expand("cpu")})
     budget = int(pd.to_numeric(runs["step_budget"]).max())
     improving = int(_budget_limited(runs).sum())
     disagree = run[run["agreement"] == "disagree"]
@@ -1033,12 +1034,13 @@ def published() -> str:
     return ("\n## 9. Published results side by side\n\n"
             "`tasks/papers.toml`, `cpu` profile: each arm runs one paper's setting as far as "
             "seqbench can express it (the spec's comments and each row's `differences` in "
-            "`papers/published.csv` say where ours differs: budgets above all), 3 seeds. The "
-            "verdict is on outcomes (solved; partial; at the memoryless baseline, i.e. loss "
-            ">= 90% of it). Run here so far: the arms at T <= 400 (`seqbench sweep "
-            "tasks/papers.toml -T 100 -T 150 -T 300 -T 400`) and those of the long-lag cells' "
-            "papers with the plain cells they were compared against (`--arm NAME`, one per "
-            "arm run). " + _not_run(table) + f"{agreement_counts(table)}.{budget_note}\n\n"
+            f"`papers/published.csv` say where ours differs: budgets above all), {seeds} seeds, "
+            f"at most {budget:,} steps. The verdict is on outcomes (solved; partial; at the "
+            f"memoryless baseline, i.e. loss >= {BASELINE_LEVEL:.0%} of it). Run here so far: "
+            f"{len(run)} arms at T = {_lags(run)} (`seqbench sweep tasks/papers.toml -T 100 "
+            "-T 150 -T 300 -T 400`, then `--arm NAME` for each longer one: "
+            "results/regenerate.sh lists them). " + _not_run(table)
+            + f"{agreement_counts(table)}.{budget_note}\n\n"
             + (format_table(run, "markdown") if len(run) else "No arm recorded yet.\n")
             + _budget_check(spec, path, table))
 
@@ -1095,11 +1097,14 @@ def _not_run(table: pd.DataFrame) -> str:
     left = table[table["n_seeds"] == 0]
     if left.empty:
         return ""
-    lags = sorted({int(t) for t in left["seq_len"]})
-    return (f"Not run: {len(left)} arms at T = {', '.join(f'{t:,}' for t in lags)} "
-            f"({_names(left['arm'])}): plain cells at long lags, whose runs are long on this "
-            "CPU and unlikely to leave the baseline within 3,000 steps (`--dry-run` estimates "
-            "them; `--profile paper` is for a GPU). ")
+    return (f"Not run: {len(left)} arms at T = {_lags(left)} ({_names(left['arm'])}), "
+            "hours per run on this CPU (`seqbench sweep tasks/papers.toml --arm NAME --dry-run` "
+            "estimates them; `--profile paper` is for a GPU). ")
+
+
+def _lags(table: pd.DataFrame) -> str:
+    """The distinct T of a table's rows, ascending: '100, 150, 1,000'."""
+    return ", ".join(f"{t:,}" for t in sorted({int(t) for t in table["seq_len"]}))
 
 
 def provenance() -> str:
@@ -1124,10 +1129,10 @@ def provenance() -> str:
 
 def regenerating() -> str:
     commands = [line for line in (HERE / "regenerate.sh").read_text().splitlines()
-                if line.strip() and not line.lstrip().startswith(("#", "set ", "cd ", "for ", "done"))]
+                if line.strip() and not line.lstrip().startswith(("#", "set ", "cd "))]
     return ("\n## Regenerating\n\n```\nbash results/regenerate.sh\n```\n\nruns, in order (each "
             "sweep resumable: a second run trains only the missing runs):\n\n```\n"
-            + "\n".join(c.strip() for c in commands) + "\n```\n")
+            + "\n".join(c.rstrip() for c in commands) + "\n```\n")
 
 
 def render() -> str:

@@ -62,6 +62,7 @@ for profile in cpu_copy cpu_copy_confirm cpu_t500 cpu_adding_confirm cpu_cells c
   seqbench sweep tasks/long.toml --profile "$profile" --workers 2 --out results/long
 done
 seqbench sweep tasks/long.toml --profile cpu --workers 2 --out results/long
+rm -f results/long/dynamics_init.csv  # the dynamics commands append
 seqbench dynamics --spec tasks/long.toml --profile cpu_t500 --measure lyapunov -o results/long/dynamics_init.csv
 seqbench dynamics --spec tasks/long.toml --profile cpu_cells --measure lyapunov -o results/long/dynamics_init.csv
 seqbench dynamics --spec tasks/long.toml --profile cpu_remedies --measure lyapunov -o results/long/dynamics_init.csv
