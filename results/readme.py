@@ -647,21 +647,38 @@ MARGIN_PAIRS = (("copy", "exprnn_copy", "exprnn_copy_2evals", "cpu_copy_confirm"
 
 def _stopping_margin(runs: pd.DataFrame) -> str:
     """Each of MARGIN_PAIRS, paired by (T, seed): what stopping at the first solved validation
-    result costs on the test set, against waiting for a second one in a row."""
-    return "".join(_margin_pair(runs, *pair) for pair in MARGIN_PAIRS)
-
-
-def _margin_pair(runs: pd.DataFrame, task: str, first_name: str, confirm_name: str,
-                 profile: str) -> str:
+    result costs on the test set, against waiting for a second one in a row; then every pair
+    together, where more than one task has pairs."""
     from seqbench.stats import mcnemar_exact
 
+    paired = [(pair, _margin_frames(runs, *pair[:3])) for pair in MARGIN_PAIRS]
+    paired = [(pair, ab) for pair, ab in paired if len(ab[0])]
+    text = "".join(_margin_pair(*ab, *pair) for pair, ab in paired)
+    if len(paired) > 1:
+        sa = pd.concat([_true(a, "solved") for _, (a, _) in paired])
+        sb = pd.concat([_true(b, "solved") for _, (_, b) in paired])
+        text += (f" Both tasks together: {len(sa)} pairs, solved on the test set "
+                 f"{int(sa.sum())}/{len(sa)} stopping at the first solved result against "
+                 f"{int(sb.sum())}/{len(sb)} with two in a row (McNemar exact p = "
+                 f"{mcnemar_exact(int((sa & ~sb).sum()), int((sb & ~sa).sum())):.2g}).")
+    return text
+
+
+def _margin_frames(runs: pd.DataFrame, task: str, first_name: str,
+                   confirm_name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of the two arms of a stopping-margin pair, aligned by (T, seed)."""
     runs = runs[runs["task"] == task]
     first, confirm = (runs[runs["label"] == name].set_index(["seq_len", "seed"])
                       for name in (first_name, confirm_name))
     pairs = first.index.intersection(confirm.index)
-    if pairs.empty:
-        return ""
-    a, b = first.loc[pairs], confirm.loc[pairs]
+    return first.loc[pairs], confirm.loc[pairs]
+
+
+def _margin_pair(a: pd.DataFrame, b: pd.DataFrame, task: str, first_name: str,
+                 confirm_name: str, profile: str) -> str:
+    from seqbench.stats import mcnemar_exact
+
+    pairs = a.index
     sa, sb = _true(a, "solved"), _true(b, "solved")
     near = [int((_true(x, "val_solved") & ~_true(x, "solved")).sum()) for x in (a, b)]
     same = sum(_same_curve_until_stop(a.loc[k, "run_dir"], b.loc[k, "run_dir"]) for k in pairs)

@@ -173,3 +173,31 @@ def test_the_longest_t_solved_is_the_longest_lag_half_the_seeds_solved():
                 assert int(re.search(r"\d+", claim).group()) == max(solved), (label, claim)
             checked += 1
     assert checked == len(rate.groupby(level=[0, 1]))  # every arm of the CSV is in the sentence
+
+
+def test_the_stopping_margin_pools_the_tasks():
+    """With pairs on both tasks, a last sentence counts every pair together (twin arms made from
+    the committed first-crossing rows, every near-miss confirmed)."""
+    import pandas as pd
+
+    readme = runpy.run_path(str(RESULTS / "readme.py"), run_name="readme")
+    runs = readme["_runs"](RESULTS / "long" / "runs.csv")
+    pairs = readme["MARGIN_PAIRS"]
+    runs = runs[~runs["label"].isin([confirm for _, _, confirm, _ in pairs])]
+    firsts = [runs[(runs["task"] == task) & (runs["label"] == first)]
+              for task, first, _, _ in pairs]
+    twins = []
+    for first, (_, _, confirm, _) in zip(firsts, pairs):
+        twin = first.copy()
+        twin["label"], twin["solved"] = confirm, twin["val_solved"]
+        twins.append(twin)
+    text = readme["_stopping_margin"](pd.concat([runs, *twins]))
+    both = pd.concat(firsts)
+    n = len(both)
+    solved = int(both["solved"].map(lambda v: str(v) == "True").sum())
+    val = int(both["val_solved"].map(lambda v: str(v) == "True").sum())
+    assert all(len(f) for f in firsts)
+    assert (f"Both tasks together: {n} pairs, solved on the test set {solved}/{n} stopping at "
+            f"the first solved result against {val}/{n} with two in a row") in text
+    only_copy = pd.concat([runs, twins[0]])
+    assert "Both tasks together" not in readme["_stopping_margin"](only_copy)
