@@ -270,8 +270,9 @@ def fixes() -> str:
     runs = _runs(path)
     n_seeds = int(board["n_seeds"].max())
     out = ["\n## 4. The fixes: each remedy alone against the tanh RNN\n",
-           f"`tasks/fixes.toml`, `quick`: every arm x {{delayed recall, adding}} x T = 25 x 3 "
-           f"learning rates x up to {n_seeds} seeds, hand-written cells. The learning rate is "
+           f"`tasks/fixes.toml`, `quick`: every arm x {{delayed recall, adding}} x T = "
+           f"{_lags(board)} x {runs['lr'].nunique()} learning rates x up to {n_seeds} seeds, "
+           f"hand-written cells. The learning rate is "
            f"chosen per arm and task on the validation set; the table reports the test set of "
            f"that rate's runs, and tests each arm against `{REFERENCE_ARM}` (at its own selected "
            f"rate).\n",
@@ -290,7 +291,7 @@ def fixes() -> str:
                          _num(r["km_median_solved_step"], "{:.0f}"),
                          "reference" if c is None else
                          f"{c['solve_rate_diff']:+.2f}, p = {_num(c['p_fisher_holm'], '{:.2g}')}"])
-        out.append(f"\n### {task.replace('_', ' ')}, T = 25\n")
+        out.append(f"\n### {task.replace('_', ' ')}, T = {_lags(part)}\n")
         out.append(_table(["arm", "lr (selected)", "decay at init", "seeds", "solved",
                            "loss / baseline", "KM median step",
                            f"vs `{REFERENCE_ARM}`: solve-rate difference, Holm p"], rows))
@@ -545,18 +546,24 @@ def _long_settings(runs: pd.DataFrame) -> str:
     tasks/long.toml they come from (matched by config id)."""
     spec = load_spec(REPO / "tasks" / "long.toml")
     ids = {p: {c.config_id() for c in spec.expand(p)} for p in spec.profile_names}
-    keys = ["hidden", "optimizer", "lr", "batch_size", "clip", "step_budget"]
     parts = []
     for task, part in runs.groupby("task", sort=False):
         profiles = [f"`{p}`" for p, wanted in ids.items() if wanted & set(part["config_id"])]
-        settings = "; ".join(
-            f"{_setting(r)}, "
-            + (f"clipping at {float(r['clip']):g}" if float(r["clip"]) else "no clipping")
-            + f", at most {int(r['step_budget']):,} steps"
-            for r in part.drop_duplicates(keys).to_dict("records"))
         parts.append(f"{task.replace('_', ' ').capitalize()} (profile"
-                     f"{'s' if len(profiles) != 1 else ''} {', '.join(profiles)}): {settings}.")
+                     f"{'s' if len(profiles) != 1 else ''} {', '.join(profiles)}): "
+                     f"{_trained_with(part)}.")
     return " ".join(parts)
+
+
+def _trained_with(runs: pd.DataFrame) -> str:
+    """The training settings of runs.csv rows, read from them, one phrase per distinct
+    combination: 'H = 64, Adam 3e-3, batch 64, clipping at 1, at most 3,000 steps'."""
+    keys = ["hidden", "optimizer", "lr", "batch_size", "clip", "step_budget"]
+    return "; ".join(
+        f"{_setting(r)}, "
+        + (f"clipping at {float(r['clip']):g}" if float(r["clip"]) else "no clipping")
+        + f", at most {int(r['step_budget']):,} steps"
+        for r in runs.drop_duplicates(keys).to_dict("records"))
 
 
 def _long_decay(runs: pd.DataFrame, adding: pd.DataFrame, seq_len: int = 500) -> str:
@@ -885,11 +892,14 @@ def new_tasks() -> str:
     if not path.exists():
         return ""
     board, _ = lb.build(path)
+    runs = _runs(path)
+    one_rate = (" for every arm (one rate: an arm that needs another is at a disadvantage)"
+                if runs["lr"].nunique() == 1 else "")
     out = [f"\n## 7. The newer tasks{_progress('new_tasks.toml', 'quick', path)}\n",
            "`tasks/new_tasks.toml`, `quick`: temporal order (6a), selective copy (mamba), "
-           "variable-lag copy (end_aligned) and MQAR (block, N = 8) at T = 25, every cell and "
-           "the LSTM/GRU with bias remedies, H = 64, Adam 3e-3 for every arm (one rate: an arm "
-           "that needs another is at a disadvantage), at most 3,000 steps; the sweep accumulates "
+           f"variable-lag copy (end_aligned) and MQAR (block, N = 8) at T = {_lags(board)}, every "
+           f"cell and the LSTM/GRU with bias remedies, {_trained_with(runs)}{one_rate}; the "
+           "sweep accumulates "
            "seeds over sittings (`seqbench sweep tasks/new_tasks.toml --out results/new_tasks`). "
            "Solved: test accuracy >= 0.99 on the answer positions. "
            "[new_tasks_solve_rate.png](figures/new_tasks_solve_rate.png)\n"]
@@ -898,7 +908,7 @@ def new_tasks() -> str:
                                 kind="stable")
         rows = [[f"`{r['label']}`", str(int(r["n_seeds"])), _rate(r), _ratio(r),
                  _num(r["km_median_solved_step"], "{:.0f}")] for r in part.to_dict("records")]
-        out.append(f"\n### {task.replace('_', ' ')}, T = 25\n")
+        out.append(f"\n### {task.replace('_', ' ')}, T = {_lags(part)}\n")
         out.append(_table(["arm", "seeds", "solved [95% Wilson]", "loss / baseline [95% CI]",
                            "KM median step"], rows))
         lstm = part[part["label"] == "lstm"]
@@ -929,12 +939,19 @@ def new_tasks_budget() -> str:
     longer, _ = lb.build(path)
     quick, _ = lb.build(HERE / "new_tasks" / "runs.csv")
     quick_runs, longer_runs = _runs(HERE / "new_tasks" / "runs.csv"), _runs(path)
+    short, long_ = (f"{int(pd.to_numeric(r['step_budget']).max()):,}"
+                    for r in (quick_runs, longer_runs))
+    # the rank test's smallest two-sided p: 2 / C(n1 + n2, n1) with the fewest seeds of each side
+    n1 = int(longer["n_seeds"].min())
+    n2 = int(quick[quick["label"].isin(set(longer["label"]))]["n_seeds"].min())
+    ways = math.comb(n1 + n2, n1)
+    seeds = f"{n1} seeds each" if n1 == n2 else f"{n1} and {n2} seeds"
     out = [f"\n### 7b. A longer budget{_progress('new_tasks.toml', 'budget', path)}\n",
-           "`tasks/new_tasks.toml`, `budget`: the three tasks no arm solved in 3,000 steps, again "
-           "with 10,000 steps (everything else as above; the same seeds, so each run's first "
-           "3,000 steps are the quick run's), for the default LSTM and GRU and the two bias "
+           f"`tasks/new_tasks.toml`, `budget`: the tasks no arm solved in {short} steps, again "
+           f"with {long_} steps (everything else as above; the same seeds, so each run's first "
+           f"{short} steps are the quick run's), for the default LSTM and GRU and the two bias "
            "remedies. Loss / baseline compared between the budgets per arm with the "
-           "Mann-Whitney U test (5 seeds each: p >= 2/252 = 0.0079 at best).\n"]
+           f"Mann-Whitney U test ({seeds}: p >= 2/{ways} = {2 / ways:.2g} at best).\n"]
     for task, part in longer.groupby("task", sort=False):
         rows, tests = [], []
         for r in part.to_dict("records"):
@@ -954,20 +971,21 @@ def new_tasks_budget() -> str:
                          _rate(b), _rate(r),
                          _ratio(b), _ratio(r), _num(r["accuracy_mean"], "{:.3f}"),
                          _num(p_value, "{:.2g}")])
-        out.append(f"\n#### {task.replace('_', ' ')}, T = 25\n")
-        out.append(_table(["arm", "seeds (3,000 / 10,000)", "solved, 3,000 steps", "solved, 10,000 steps",
-                           "loss / baseline, 3,000", "loss / baseline, 10,000",
-                           "accuracy, 10,000", "p (loss, rank test)"], rows))
+        out.append(f"\n#### {task.replace('_', ' ')}, T = {_lags(part)}\n")
+        out.append(_table(["arm", f"seeds ({short} / {long_})", f"solved, {short} steps",
+                           f"solved, {long_} steps", f"loss / baseline, {short}",
+                           f"loss / baseline, {long_}", f"accuracy, {long_}",
+                           "p (loss, rank test)"], rows))
         improving = longer_runs[(longer_runs["task"] == task) & _budget_limited(longer_runs)]
         adjusted = holm([t[2] for t in tests]) if tests else []
         lower = [f"`{label}` (Holm p = {q:.2g})"
                  for (label, effect, _), q in zip(tests, adjusted) if q < ALPHA and effect < 0]
-        claim = ("Lower loss with 10,000 steps than with 3,000 (rank test, Holm-adjusted over "
+        claim = (f"Lower loss with {long_} steps than with {short} (rank test, Holm-adjusted over "
                  "the arms, p < 0.05): "
                  + (", ".join(lower) if lower else "no arm") + ". "
                  if part["n_seeds"].min() >= 5 else
-                 "Fewer than 5 seeds of an arm with 10,000 steps so far: no comparison yet. ")
-        out.append(claim + f"Unsolved runs still improving at 10,000 steps: {len(improving)}.\n")
+                 f"Fewer than 5 seeds of an arm with {long_} steps so far: no comparison yet. ")
+        out.append(claim + f"Unsolved runs still improving at {long_} steps: {len(improving)}.\n")
     return "\n".join(out)
 
 
@@ -985,8 +1003,8 @@ def length_generalization() -> str:
     lags = sorted(table["eval_seq_len"].unique())
     trained_at = int(table["seq_len"].iloc[0])  # every arm of lengths.toml trains at one T
     out = [f"\n## 8. Length generalization{_progress('lengths.toml', 'quick', path)}\n",
-           f"`tasks/lengths.toml`: each arm trained at T = {trained_at} (H = 64, Adam 3e-3, at most "
-           "3,000 steps, stopped when solved) and its final model tested at the longer lags "
+           f"`tasks/lengths.toml`: each arm trained at T = {trained_at} ({_trained_with(_runs(path))}, "
+           "stopped when solved) and its final model tested at the longer lags "
            "(`--eval-seq-len`), on test sets of their own. Each cell: solve rate [95% Wilson] "
            "and mean loss / baseline at that lag. "
            "[lengths.png](figures/lengths.png)\n"]
