@@ -56,7 +56,7 @@ seqbench plot solved results/runs.csv -o results/figures/solved.png
 seqbench plot solve-rate results/fixes/runs.csv --select lr -o results/figures/fixes_solve_rate.png
 
 # 5. Long lags (tens of CPU-hours; resumable over sittings): the profiles committed so far, the
-#    cheapest first, then the whole cpu profile (every arm at T = 100-1000: tens of CPU-hours; the
+#    cheapest first, then the whole cpu profile (every arm at T = 100-2000: tens of CPU-hours; the
 #    committed rows are the part of it run so far)
 for profile in cpu_copy cpu_copy_confirm cpu_t500 cpu_adding_confirm cpu_cells cpu_remedies; do
   seqbench sweep tasks/long.toml --profile "$profile" --workers 2 --out results/long
