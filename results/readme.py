@@ -594,7 +594,8 @@ def _long_decay(runs: pd.DataFrame, adding: pd.DataFrame, seq_len: int = 500) ->
 
     text = (f"\n![gradient vs lag at initialization and after training, adding T = {seq_len}]"
             f"(figures/decay_long_adding_T{seq_len}.png)\n\n"
-            f"At T = {seq_len:,}, the probe inside these runs (every 2,500 steps): the fitted "
+            f"At T = {seq_len:,}, the probe inside these runs (every {_probe_every(runs, seq_len)} "
+            "steps): the fitted "
             "decay factor of ||dL/dh_t|| per step at initialization -> at each run's last probe (mean over "
             "seeds). Solved in at least one seed: " + listed(won)
             + ". Never solved: " + listed(lost) + ".")
@@ -609,6 +610,13 @@ def _long_decay(runs: pd.DataFrame, adding: pd.DataFrame, seq_len: int = 500) ->
                     "does not make it" if len(below) < len(lost) else "") +
                  " (a description across arms" + _opened(won, init, end) + ").")
     return text + "\n"
+
+
+def _probe_every(runs: pd.DataFrame, seq_len: int) -> str:
+    """The probe interval(s) of the adding runs at ``seq_len``: '2,500' or '1,000 or 2,500'."""
+    part = runs[(runs["task"] == "adding") & (runs["seq_len"] == seq_len)]
+    every = sorted({int(v) for v in pd.to_numeric(part["probe_every"], errors="coerce").dropna()})
+    return " or ".join(f"{v:,}" for v in every)
 
 
 def _opened(arms, init, end, closed: float = 0.9) -> str:
