@@ -691,6 +691,8 @@ def _margin_frames(runs: pd.DataFrame, task: str, first_name: str,
 
 def _margin_pair(a: pd.DataFrame, b: pd.DataFrame, task: str, first_name: str,
                  confirm_name: str, profile: str) -> str:
+    """One pair's sentence: test-set solves (McNemar), near-misses, extra steps and the paired
+    test metric, first crossing (``a``) against two solved results in a row (``b``)."""
     from seqbench.stats import mcnemar_exact
 
     pairs = a.index
