@@ -1126,9 +1126,10 @@ def _budget_check(spec, path: Path, cpu: pd.DataFrame) -> str:
     verdict = (f"Of the {len(checked)} disagreeing arm(s) checked, the budget explains "
                f"{len(explained)}" + (f" ({_names(explained)}: they agree with the paper at "
                                       f"{steps:,} steps)" if explained else "")
-               + (f"; for {_names([r[0].strip('`') for r in checked if r[0].strip('`') not in explained])} "
-                  "it does not: the remaining differences (each row's `differences`) are the "
-                  "next suspects" if len(explained) < len(checked) else "") + ".")
+               + (f"; for {_names([r[0].strip('`') for r in checked if r[0].strip('`') not in explained])}, "
+                  f"{steps:,} steps are not enough: a longer budget (some papers trained for "
+                  "far more: each row's `differences`) and the other differences listed there "
+                  "are the next suspects" if len(explained) < len(checked) else "") + ".")
     return ("\n**Budget check.** Arms run again at the papers' scale (the disagreeing ones "
             f"that are affordable on this CPU first): profile `paper`, {steps:,} steps (`seqbench sweep "
             "tasks/papers.toml --profile paper --arm NAME`; `seqbench published --profile "
