@@ -528,7 +528,7 @@ def long_lags() -> str:
         users += " Its fix, chrono initialization (`lstm_chrono`): " + _fisher_sentence(
             chrono.iloc[0], default.iloc[0])
     users += _long_dynamics(adding)
-    decay = _long_decay(runs, adding) + _long_decay(runs, adding, 1000)
+    decay = "".join(_long_decay(runs, adding, t) for t in (500, 1000, 2000))
     return ("\n## 5. Long lags (in progress)\n\n"
             "`tasks/long.toml`, the runs recorded so far (the sweep accumulates over sittings: "
             "`seqbench sweep tasks/long.toml --profile <profile> --workers 2 --out "

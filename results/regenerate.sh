@@ -68,7 +68,7 @@ seqbench dynamics --spec tasks/long.toml --profile cpu_cells --measure lyapunov 
 seqbench dynamics --spec tasks/long.toml --profile cpu_remedies --measure lyapunov -o results/long/dynamics_init.csv
 seqbench plot spectrum results/long/dynamics_init.csv -o results/figures/long_spectrum.png
 seqbench plot solve-rate results/long/runs.csv -o results/figures/long_solve_rate.png
-for T in 500 1000; do
+for T in 500 1000 2000; do
   seqbench plot decay results/long/runs --runs results/long/runs.csv --task adding --seq-len "$T" \
     --at init --at end -o "results/figures/decay_long_adding_T$T.png"
 done
