@@ -701,10 +701,9 @@ def _margin_pair(a: pd.DataFrame, b: pd.DataFrame, task: str, first_name: str,
     same = sum(_same_curve_until_stop(a.loc[k, "run_dir"], b.loc[k, "run_dir"]) for k in pairs)
     extra = (pd.to_numeric(b["steps_taken"]) - pd.to_numeric(a["steps_taken"]))[
         _true(a, "val_solved") & _true(b, "val_solved")]
-    lags = sorted({int(t) for t, _ in pairs})
     return (f" **Stopping margin, {task.replace('_', ' ')}** (profile `{profile}`, "
             f"`solved_evals = 2`: the `{first_name}` seeds at T = "
-            f"{', '.join(f'{t:,}' for t in lags)} stopped only after two "
+            f"{_lags(a.reset_index())} stopped only after two "
             f"solved validation results in a row), paired by seed: {len(pairs)} "
             f"pair{'s' if len(pairs) != 1 else ''}; validation curves identical up to the "
             f"first run's stop: {same} of {len(pairs)}. "
