@@ -9,8 +9,11 @@
 #      results/papers beside the CPU's rows (other config ids; the device column tells them
 #      apart): the runs already committed there are skipped, so each GPU window adds to the last.
 #      The runs.csv comes back as $OUT/papers_runs.csv (merge its new rows, by run_id, into
-#      results/papers/runs.csv), the run folders without checkpoints as $OUT/papers_runs.tar.gz;
-#      runs still in flight at the end are lost (a sweep resumes whole runs, not steps).
+#      results/papers/runs.csv), the run folders as $OUT/papers_runs.tar.gz. The runs save their
+#      state every 500 steps (--checkpoint-every): those still in flight at the end come back with
+#      their checkpoint.pt (a finished run's is removed), and the next window continues them from
+#      there when their folders are in results/papers/runs (untar the archive there, uncommitted:
+#      git ignores checkpoint.pt, so give the device tool carry=["results/papers/runs"]).
 # Run from anywhere on a machine with a CUDA GPU and seqbench's dependencies (no install needed:
 # the checkout is put on PYTHONPATH):
 #   OUT=/tmp/out benchmarks/gpu_sweeps.sh
@@ -35,13 +38,14 @@ part "packed sweep throughput" 150 "$PY" -m seqbench bench --sweep-runs 16 --swe
 echo
 echo "== $(date +%T) papers, profile paper, T = 500-1000, ${SWEEP_SECONDS}s"
 timeout -s INT -k 30 "$SWEEP_SECONDS" "$PY" -m seqbench sweep tasks/papers.toml --profile paper \
-  -T 500 -T 600 -T 750 -T 1000 --device cuda --per-gpu "$PER_GPU" --out results/papers
+  -T 500 -T 600 -T 750 -T 1000 --device cuda --per-gpu "$PER_GPU" --checkpoint-every 500 \
+  --out results/papers
 rc=$?
 echo "== papers sweep: exit $rc"
 [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 130 ] || failed+=("papers sweep (exit $rc)")
 if [ -f results/papers/runs.csv ]; then
   cp results/papers/runs.csv "$OUT/papers_runs.csv"
-  tar czf "$OUT/papers_runs.tar.gz" -C results/papers --exclude=checkpoint.pt runs
+  tar czf "$OUT/papers_runs.tar.gz" -C results/papers runs  # with the checkpoints in flight
   "$PY" -m seqbench published --profile paper --out "$OUT/published_paper.csv" || true
 fi
 

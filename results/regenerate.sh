@@ -57,11 +57,13 @@ seqbench plot solve-rate results/fixes/runs.csv --select lr -o results/figures/f
 
 # 5. Long lags (tens of CPU-hours; resumable over sittings): the profiles committed so far, the
 #    cheapest first, then the whole cpu profile (every arm at T = 100-2000: tens of CPU-hours; the
-#    committed rows are the part of it run so far)
+#    committed rows are the part of it run so far; runs in flight when a sitting ends continue
+#    from their last checkpoint)
 for profile in cpu_copy cpu_copy_confirm cpu_t500 cpu_adding_confirm cpu_cells cpu_remedies; do
-  seqbench sweep tasks/long.toml --profile "$profile" --workers 2 --out results/long
+  seqbench sweep tasks/long.toml --profile "$profile" --workers 2 --checkpoint-every 500 \
+    --out results/long
 done
-seqbench sweep tasks/long.toml --profile cpu --workers 2 --out results/long
+seqbench sweep tasks/long.toml --profile cpu --workers 2 --checkpoint-every 500 --out results/long
 rm -f results/long/dynamics_init.csv  # the dynamics commands append
 seqbench dynamics --spec tasks/long.toml --profile cpu_t500 --measure lyapunov -o results/long/dynamics_init.csv
 seqbench dynamics --spec tasks/long.toml --profile cpu_cells --measure lyapunov -o results/long/dynamics_init.csv
@@ -94,7 +96,7 @@ seqbench sweep tasks/papers.toml --arm tallec_copy500_lstm --arm tallec_copy500_
   --arm li_adding1000_lstm --workers 2 --out results/papers
 # the budget check: disagreeing arms again at the papers' 50,000 steps (minutes to an hour a run)
 seqbench sweep tasks/papers.toml --profile paper --arm urnn_adding100_lstm --arm urnn_copy100_lstm \
-  --arm le_adding150_rnn_tanh --workers 2 --out results/papers
+  --arm le_adding150_rnn_tanh --workers 2 --checkpoint-every 500 --out results/papers
 seqbench published --runs results/papers/runs.csv --format markdown
 
 # 6. results/README.md from the CSVs above (tests/test_results_readme.py checks it)

@@ -206,6 +206,11 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
             tmp.unlink()  # there only when writing or renaming failed (disk full)
 
 
+class CheckpointUnusable(ConfigError):
+    """A run folder's checkpoint cannot be used: missing, damaged, foreign, unsafe, or not of the
+    run's config."""
+
+
 def load_checkpoint(run_dir: Path) -> dict:
     """Load ``checkpoint.pt`` (checksum verified, then ``torch.load`` with ``weights_only=True``:
     a checkpoint file cannot run code). A checkpoint written before checksums were stored is
@@ -226,47 +231,47 @@ def _read_checkpoint(run_dir: Path) -> tuple[dict, bool]:
     without one). Any damaged, foreign or unsafe file is a one-line ConfigError naming it."""
     path = run_dir / CHECKPOINT
     if not path.is_file():
-        raise ConfigError(f"no checkpoint in {run_dir} (run with --checkpoint-every N to make one)")
+        raise CheckpointUnusable(f"no checkpoint in {run_dir} (run with --checkpoint-every N to make one)")
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+        raise CheckpointUnusable(f"cannot read {path}: {e.strerror}") from None
     verified = data.startswith(CHECKPOINT_MAGIC)
     if verified:
         stored = data[len(CHECKPOINT_MAGIC):_HEADER_LEN - 1].decode("ascii", "replace")
         body = data[_HEADER_LEN:]
         if len(data) < _HEADER_LEN or data[_HEADER_LEN - 1:_HEADER_LEN] != b"\n":
-            raise ConfigError(f"cannot load {path}: damaged checkpoint (its header is cut or "
+            raise CheckpointUnusable(f"cannot load {path}: damaged checkpoint (its header is cut or "
                               "changed)")
         if hashlib.sha256(body).hexdigest() != stored:
-            raise ConfigError(f"cannot load {path}: damaged checkpoint (its SHA-256 does not "
+            raise CheckpointUnusable(f"cannot load {path}: damaged checkpoint (its SHA-256 does not "
                               "match the one stored with it: truncated or changed since it was "
                               "written); refusing to resume from it")
     elif data.startswith(CHECKPOINT_MAGIC[:8]):
-        raise ConfigError(f"cannot load {path}: damaged checkpoint (its header is changed)")
+        raise CheckpointUnusable(f"cannot load {path}: damaged checkpoint (its header is changed)")
     else:
         body = data  # an older checkpoint: torch's bytes alone
     if not body:
-        raise ConfigError(f"cannot load {path}: the file is empty (damaged, not a checkpoint)")
+        raise CheckpointUnusable(f"cannot load {path}: the file is empty (damaged, not a checkpoint)")
     try:
         state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL (\S+)", str(e))
         if found:  # an object that would run code when loaded (torch names its global)
-            raise ConfigError(f"refusing to load {path}: it holds {found.group(1)}, not only "
+            raise CheckpointUnusable(f"refusing to load {path}: it holds {found.group(1)}, not only "
                               "tensors and plain values (checkpoints load with weights_only=True)"
                               ) from None
-        raise ConfigError(f"cannot load {path}: not a seqbench checkpoint") from None
+        raise CheckpointUnusable(f"cannot load {path}: not a seqbench checkpoint") from None
     except Exception as e:  # noqa: BLE001  torch raises anything on foreign bytes (KeyError...)
         text = " ".join(str(e).split())
         first = f"{type(e).__name__}: {text}" if text else type(e).__name__
-        raise ConfigError(f"cannot load {path}: damaged or not a checkpoint ({first[:100]})") from None
+        raise CheckpointUnusable(f"cannot load {path}: damaged or not a checkpoint ({first[:100]})") from None
     if not isinstance(state, dict):
-        raise ConfigError(f"cannot load {path}: not a seqbench checkpoint (it holds a "
+        raise CheckpointUnusable(f"cannot load {path}: not a seqbench checkpoint (it holds a "
                           f"{type(state).__name__}, not a training state)")
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
-        raise ConfigError(f"cannot load {path}: not a seqbench checkpoint (no {missing[0]!r})")
+        raise CheckpointUnusable(f"cannot load {path}: not a seqbench checkpoint (no {missing[0]!r})")
     return state, verified
 
 
@@ -332,6 +337,38 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
         return _resume(Path(run_dir), *args)
 
 
+def checkpointed_run_dir(out: str | os.PathLike, cfg: RunConfig) -> Path | None:
+    """The folder under OUT/runs of an unfinished run of ``cfg`` that holds a checkpoint, so
+    that a sweep continues the run (``resume_run``) instead of starting it over: a folder named
+    for the run (``RunConfig.run_name``, or that name with a ``-<n>`` suffix) whose config.json
+    gives cfg's config id and which holds ``checkpoint.pt``. Of several (a run started over once
+    its checkpoint could not be used), the one whose checkpoint was written last; None when there
+    is none. Whether the folder's run finished is for the caller to know (a sweep asks only for
+    configs that runs.csv does not record as finished; ``resume_run`` refuses a finished one)."""
+    base, cid = cfg.run_name(), cfg.config_id()
+    found = []
+    for folder in (Path(out) / "runs").glob(f"{base}*"):
+        if folder.name != base and not re.fullmatch(re.escape(base) + r"-\d+", folder.name):
+            continue
+        try:
+            stored = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            written = (folder / CHECKPOINT).stat().st_mtime
+        except (OSError, ValueError):  # no checkpoint (killed before its first), no config
+            continue
+        if isinstance(stored, dict) and stored.get("config_id") == cid:
+            found.append((written, folder.name, folder))
+    return max(found)[2] if found else None
+
+
+def checkpoint_step(run_dir: str | os.PathLike) -> int | None:
+    """The step a run folder's checkpoint was saved at; None when it cannot be used."""
+    try:
+        state, _ = _read_checkpoint(Path(run_dir))
+        return int(state["step"])
+    except (CheckpointUnusable, TypeError, ValueError):
+        return None
+
+
 def _resume(run_dir: Path, quiet: bool, progress_stream, handle_signals: bool,
             device: str | None, threads: int | None,
             tensorboard: str | os.PathLike | None) -> tuple[dict, str]:
@@ -377,7 +414,7 @@ def _resume(run_dir: Path, quiet: bool, progress_stream, handle_signals: bool,
     try:
         trainer.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
-        raise ConfigError(f"{run_dir / CHECKPOINT} does not fit the run's config.json "
+        raise CheckpointUnusable(f"{run_dir / CHECKPOINT} does not fit the run's config.json "
                           f"({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
     if not verified:  # warned once it is known to be used (a refusal is one line alone)
         _warn_unverified(run_dir / CHECKPOINT)

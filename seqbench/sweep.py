@@ -4,7 +4,8 @@ A run's identity is ``RunConfig.config_id()`` (a hash of everything that determi
 Before running, the sweep reads ``OUT/runs.csv`` and skips every config already recorded there,
 whatever its status (``retry_failed`` runs the failed ones again). Each finished run appends its own
 row as soon as it ends, so an interrupted sweep loses at most the runs that were in flight, and the
-same command resumes it.
+same command resumes it. With ``checkpoint_every`` the runs in flight are not lost either: each
+saves its state every that many steps, and the same command continues it from there.
 
 Executors:
 
@@ -162,6 +163,7 @@ class Outcome:
     files: dict[str, bytes] = field(default_factory=dict)  # ray: the run folder's files
     worker: int | None = None  # local: the worker's process id
     gpu: str | None = None  # local with per_gpu: the worker's CUDA_VISIBLE_DEVICES (its GPU)
+    resumed: bool = False  # continued from a checkpoint an earlier sweep left in its run folder
 
 
 def _now() -> str:
@@ -192,14 +194,27 @@ def _recorded_now(cfg: RunConfig, out: str, retry_failed: bool) -> str | None:
     return status
 
 
-def run_one(cfg: RunConfig, out: str, retry_failed: bool = False) -> Outcome:
+def run_one(cfg: RunConfig, out: str, retry_failed: bool = False,
+            checkpoint_every: int = 0) -> Outcome:
     """Train one run into ``out`` and append its row (a failed row if it raises).
 
     First the config is claimed (seqbench.claims) and runs.csv read again: a config that another
     process runs now, or recorded since the sweep planned, is skipped (Outcome.status
     RUNNING_ELSEWHERE, RECORDED_MEANWHILE), so concurrent sweeps of one spec record each config
-    once. The claim is released after the row is appended."""
-    from seqbench.runner import RowNotRecorded, execute_run
+    once. The claim is released after the row is appended.
+
+    A run whose folder holds a checkpoint (an earlier sweep with ``checkpoint_every`` > 0 that was
+    stopped or killed mid-run) continues from it, as ``seqbench run --resume`` would: on a CPU its
+    row is the one an uninterrupted run writes. With ``checkpoint_every`` a new run saves its state
+    every that many steps; a finished run's checkpoint is removed (it was kept to continue the
+    run, and runs.csv and the run folder hold its results)."""
+    from seqbench.runner import (
+        CHECKPOINT,
+        CheckpointUnusable,
+        RowNotRecorded,
+        checkpointed_run_dir,
+        execute_run,
+    )
 
     if _orphaned():  # the sweep that queued this run is gone: start nothing new
         os._exit(0)
@@ -219,8 +234,25 @@ def run_one(cfg: RunConfig, out: str, retry_failed: bool = False) -> Outcome:
         if status is not None:
             return Outcome(cid, RECORDED_MEANWHILE, f"{describe(cfg)}: recorded meanwhile by "
                            f"another process (status {status}); not run here", 0.0, **me)
-        row, summary = execute_run(cfg, out, quiet=True)
-        return Outcome(cid, str(row["status"]), summary, time.perf_counter() - t0, **me)
+        row, summary, started_over = None, "", ""
+        resume_dir = checkpointed_run_dir(out, cfg)
+        if resume_dir is not None:
+            try:
+                row, summary = _continue(cfg, resume_dir)
+            except CheckpointUnusable as e:  # damaged, say: the run starts over in a new folder
+                started_over = f"; started over: the checkpoint in {resume_dir} cannot be used ({e})"
+        resumed = row is not None
+        if row is None:
+            row, summary = execute_run(cfg, out, quiet=True, checkpoint_every=checkpoint_every)
+            summary += started_over
+        if row["status"] in FINISHED:
+            with contextlib.suppress(OSError):
+                (Path(row["run_dir"]) / CHECKPOINT).unlink(missing_ok=True)
+        return Outcome(cid, str(row["status"]), summary, time.perf_counter() - t0,
+                       resumed=resumed, **me)
+    except claims.RunFolderBusy as e:  # a `seqbench run --resume` of its folder runs now
+        return Outcome(cid, RUNNING_ELSEWHERE, f"{describe(cfg)}: running elsewhere ({e}); "
+                       "not run here", 0.0, **me)
     except RowNotRecorded as e:  # finished, its row kept elsewhere: not a failure of the run
         return Outcome(cid, NOT_RECORDED, f"{describe(cfg)}: {one_line(e)}",
                        time.perf_counter() - t0, **me)
@@ -235,6 +267,16 @@ def run_one(cfg: RunConfig, out: str, retry_failed: bool = False) -> Outcome:
             claims.release(claim)
         if _orphaned():  # its row is written; nobody will collect the result
             os._exit(0)
+
+
+def _continue(cfg: RunConfig, run_dir: Path) -> tuple[dict, str]:
+    """Continue the run in ``run_dir`` from its checkpoint: its row and summary. Raises
+    runner.CheckpointUnusable when the checkpoint cannot be used."""
+    from seqbench.runner import checkpoint_step, resume_run
+
+    step = checkpoint_step(run_dir)
+    row, summary = resume_run(run_dir, quiet=True, device=cfg.device, threads=cfg.threads)
+    return row, f"{summary} (continued from its checkpoint at step {step})"
 
 
 def run_detached(cfg: RunConfig) -> Outcome:
@@ -373,6 +415,7 @@ class SweepResult:
     rows_written: int | None = None  # lines runs.csv grew by during the sweep (None: not counted)
     elsewhere: int = 0  # not run: another process held the config's claim (RUNNING_ELSEWHERE)
     meanwhile: int = 0  # not run: recorded by another process after planning (RECORDED_MEANWHILE)
+    resumed: int = 0  # of the runs run now, those continued from a checkpoint
 
     @property
     def ran(self) -> int:
@@ -382,6 +425,7 @@ class SweepResult:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
         head = "sweep interrupted" if self.interrupted else "sweep"
         line = (f"{head}: ran {self.ran} run(s)" + (f" ({parts})" if parts else "")
+                + (f", {self.resumed} of them continued from a checkpoint" if self.resumed else "")
                 + f", skipped {self.skipped} already recorded"
                 + (f", {self.elsewhere} running elsewhere" if self.elsewhere else "")
                 + (f", {self.meanwhile} recorded meanwhile by another process"
@@ -450,6 +494,7 @@ def run_sweep(
     gpu_count: int | None = None,
     progress_stream=None,
     report: Callable[[str], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> SweepResult:
     """Run every config of ``configs`` not yet recorded in OUT/runs.csv.
 
@@ -457,7 +502,10 @@ def run_sweep(
     all). threads: torch threads per run. per_gpu: local only, N worker processes per GPU instead
     of ``workers``, each pinned to its GPU; gpu_count: the GPUs to use (default: all,
     ``torch.cuda.device_count()``). report(line) gets each run's one-line summary as it ends.
-    Ctrl-C stops the workers (their runs in flight are lost) and returns with ``interrupted`` set.
+    checkpoint_every: local only, each run saves its state every that many steps, so that a run in
+    flight when the sweep stops (Ctrl-C, SIGTERM, a killed session) continues from there when the
+    same sweep runs again (``run_one``); 0: runs in flight are lost and start over.
+    Ctrl-C stops the workers and returns with ``interrupted`` set.
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
@@ -467,6 +515,7 @@ def run_sweep(
         raise ConfigError(f"threads per worker must be >= 1, got {threads}")
     if address is not None and executor != "ray":
         raise ConfigError("--address applies to --executor ray only")
+    check_checkpointing(checkpoint_every, executor)
     gpu_ids = check_packing(per_gpu, executor, workers, gpu_count) if per_gpu else []
     if executor == "ray":
         require_ray()
@@ -489,7 +538,7 @@ def run_sweep(
             with _sigterm_stops():
                 if executor == "local":
                     result.workers = _run_local(todo, out, n, tracker, gpu_slots(gpu_ids, per_gpu),
-                                                retry_failed)
+                                                retry_failed, checkpoint_every)
                 else:
                     _run_ray(todo, out, threads, gpus_per_run, tracker, ray_started)
         except KeyboardInterrupt as e:
@@ -502,6 +551,7 @@ def run_sweep(
         result.elsewhere = tracker.statuses.get(RUNNING_ELSEWHERE, 0)
         result.meanwhile = tracker.statuses.get(RECORDED_MEANWHILE, 0)
         result.outcomes = tracker.outcomes
+        result.resumed = sum(o.resumed for o in tracker.outcomes)
     result.seconds = time.perf_counter() - t0
     if todo:
         result.rows_written = _line_count(out / "runs.csv") - lines_before
@@ -515,6 +565,15 @@ def _line_count(path: Path) -> int:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
     except FileNotFoundError:
         return 0
+
+
+def check_checkpointing(checkpoint_every: int, executor: str) -> None:
+    """``checkpoint_every``: steps between a run's saved states (0: none); local executor only."""
+    if checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+    if checkpoint_every and executor != "local":
+        raise ConfigError("--checkpoint-every applies to --executor local only (a Ray task trains "
+                          "in a scratch folder on its node, which does not outlive it)")
 
 
 def check_packing(per_gpu: int, executor: str, workers: int | None,
@@ -549,7 +608,7 @@ def gpu_slots(gpu_ids: list[str], per_gpu: int) -> list[str]:
 
 
 def _run_local(todo: list[RunConfig], out: Path, workers: int, tracker: _Tracker,
-               slots: list[str], retry_failed: bool = False) -> int:
+               slots: list[str], retry_failed: bool = False, checkpoint_every: int = 0) -> int:
     """Run ``todo`` in a pool of worker processes; return how many workers started (with
     ``slots``: how many took a GPU slot)."""
     import multiprocessing
@@ -565,7 +624,8 @@ def _run_local(todo: list[RunConfig], out: Path, workers: int, tracker: _Tracker
             queue.put(gpu)
     pool = ProcessPoolExecutor(max_workers=size, mp_context=ctx,
                                initializer=_init_worker, initargs=(os.getpid(), queue))
-    pending = {pool.submit(run_one, cfg, str(out), retry_failed): cfg for cfg in todo}
+    pending = {pool.submit(run_one, cfg, str(out), retry_failed, checkpoint_every): cfg
+               for cfg in todo}
     try:
         while pending:
             finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)

@@ -34,11 +34,15 @@ def demo(fix, seq_len, steps, seed, threads, out, quiet):
       seqbench demo
       seqbench demo --fix chrono --seed 1
     """
+    from pathlib import Path
+
     from seqbench import denormals
     from seqbench.demo import run_demo
+    from seqbench.results import RUN_COLUMNS, check_appendable
     from seqbench.tasks.delayed_recall import DelayedRecallTask
 
     denormals.flush()
+    check_appendable(Path(out) / "runs.csv", RUN_COLUMNS)  # a bad --out is one line, said first
     symbols = DelayedRecallTask.n_symbols
     click.echo(f"Delayed recall at T = {seq_len} (recall the symbol seen {seq_len} steps ago; "
                f"{symbols} symbols, chance {1 / symbols:.1%}):\n"

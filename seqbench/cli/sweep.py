@@ -34,6 +34,13 @@ from seqbench.cli.options import Choice
                    "each pinned to one GPU); instead of --workers.")
 @click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
               help="Directory for runs.csv and the per-run folders.")
+@click.option("--checkpoint-every", type=click.IntRange(0, M.MAX_STEPS), default=0,
+              show_default=True,
+              help="Each run saves its state every N steps, so that a run stopped mid-way (Ctrl-C, "
+                   "a killed session, a GPU lent for minutes) continues from there when the same "
+                   "command runs again; 0 = runs in flight when the sweep stops start over. Not "
+                   "part of a run's identity. A run whose folder holds a checkpoint continues "
+                   "from it in any case.")
 @click.option("--retry-failed", is_flag=True,
               help="Run again the configs recorded as failed or interrupted.")
 @click.option("--dry-run", "-n", is_flag=True,
@@ -57,12 +64,13 @@ from seqbench.cli.options import Choice
 @click.option("--quiet", "-q", is_flag=True, help="No per-run summary lines.")
 @config_errors
 def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_per_run, device,
-          per_gpu, out, retry_failed, dry_run, no_estimate, sets, seq_lens, arms, limit, yes,
-          quiet):
+          per_gpu, out, checkpoint_every, retry_failed, dry_run, no_estimate, sets, seq_lens, arms,
+          limit, yes, quiet):
     """Run every configuration of a benchmark SPEC (tasks/*.toml) not yet in OUT/runs.csv.
 
     Re-running the same command skips the runs already recorded, so an interrupted sweep resumes
-    where it stopped. A run that fails or diverges is recorded with its status; the sweep goes on.
+    where it stopped; with --checkpoint-every, its runs in flight continue from their last saved
+    step. A run that fails or diverges is recorded with its status; the sweep goes on.
 
     \b
     Examples:
@@ -72,16 +80,18 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
       seqbench sweep tasks/fixes.toml --dry-run
       seqbench sweep tasks/adding.toml --set steps=200 --set seeds=2 --seq-len 100 --limit 4
       seqbench sweep tasks/papers.toml --arm lezcano_copy1000_exprnn --arm rusch_adding500_cornn
+      seqbench sweep tasks/long.toml --profile cpu --checkpoint-every 500
     """
     from dataclasses import replace
     from pathlib import Path
 
     from seqbench.errors import ConfigError
     from seqbench.spec import load_spec, parse_overrides
-    from seqbench.sweep import check_packing, plan_sweep, run_sweep
+    from seqbench.sweep import check_checkpointing, check_packing, plan_sweep, run_sweep
 
     if address is not None and executor != "ray":
         raise ConfigError("--address applies to --executor ray only")
+    check_checkpointing(checkpoint_every, executor)
     if gpus_per_run and executor != "ray":
         raise ConfigError("--gpus-per-run applies to --executor ray only")
     if no_estimate and not dry_run:
@@ -151,7 +161,8 @@ def sweep(spec, profile, workers, threads_per_worker, executor, address, gpus_pe
     result = run_sweep(configs, out, workers=workers, threads=threads_per_worker,
                        executor=executor, address=address, retry_failed=retry_failed,
                        gpus_per_run=gpus_per_run, per_gpu=per_gpu or 0,
-                       gpu_count=len(gpu_ids) or None, report=None if quiet else say)
+                       gpu_count=len(gpu_ids) or None, report=None if quiet else say,
+                       checkpoint_every=checkpoint_every)
     say(result.summary(out), err=True)
     select = "".join(f" --select {k}" for k in loaded.selected(profile))
     say(f"leaderboard: seqbench leaderboard --runs {out}/runs.csv{select}", err=True)
@@ -181,22 +192,37 @@ class _Say:
 def _dry_run(configs, plan, name, out, executor, workers, threads, per_gpu, gpu_ids,
              estimate: bool) -> None:
     """List the runs, count them and their steps; unless told not to, time and estimate them."""
+    from dataclasses import replace
+
     from seqbench.estimate import resolve_devices
     from seqbench.sweep import describe
 
     if estimate and plan.todo:
         resolve_devices(plan.todo)  # --device cuda without CUDA: say so before listing
+    from seqbench.runner import checkpoint_step, checkpointed_run_dir
+
     todo = {c.config_id() for c in plan.todo}
+    done_steps = {}  # config id -> the step its checkpoint holds (the run continues from there)
+    for cfg in plan.todo:
+        folder = checkpointed_run_dir(out, cfg)
+        step = checkpoint_step(folder) if folder is not None else None
+        if step is not None:
+            done_steps[cfg.config_id()] = min(step, cfg.steps)
     width = len(str(len(configs)))
     for i, cfg in enumerate(configs, 1):
         cid = cfg.config_id()
         mark = "" if cid in todo else f"  (recorded: {plan.statuses[cid]})"
+        if cid in done_steps:
+            mark = f"  (continues from its checkpoint at step {done_steps[cid]:,})"
         click.echo(f"{i:>{width}}  {cid}  {describe(cfg)}{mark}")
-    steps = sum(cfg.steps for cfg in plan.todo)
+    left = [replace(cfg, steps=max(cfg.steps - done_steps.get(cfg.config_id(), 0), 1))
+            for cfg in plan.todo]  # what is left of each run to train
+    steps = sum(cfg.steps for cfg in left)
+    resumed = f"; {len(done_steps)} continue from a checkpoint" if done_steps else ""
     click.echo(f"{name}: {len(configs)} runs, {len(plan.done)} already recorded in "
-               f"{out}/runs.csv, {len(plan.todo)} to run ({steps:,} training steps)")
+               f"{out}/runs.csv, {len(plan.todo)} to run ({steps:,} training steps{resumed})")
     if estimate and plan.todo:
-        _estimate(plan.todo, executor, workers, threads, per_gpu, gpu_ids)
+        _estimate(left, executor, workers, threads, per_gpu, gpu_ids)
 
 
 def _estimate(todo, executor, workers, threads, per_gpu, gpu_ids) -> None:
