@@ -14,6 +14,7 @@ across the arms compared), never a bare mean.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from pathlib import Path
@@ -67,9 +68,27 @@ def _true(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame[column].map(lambda v: str(v) == "True")
 
 
+@functools.cache
+def _spec(spec_name: str):
+    """tasks/<spec_name>, loaded once."""
+    return load_spec(REPO / "tasks" / spec_name)
+
+
+@functools.cache
+def _configs(spec_name: str, profile: str) -> tuple:
+    """The runs of a spec profile, expanded once (the long gpu profile has 1,260)."""
+    return tuple(_spec(spec_name).expand(profile))
+
+
+@functools.cache
+def _profile_ids(spec_name: str, profile: str) -> frozenset:
+    """The config ids of a spec profile's runs: how rows are matched to the profile they ran."""
+    return frozenset(c.config_id() for c in _configs(spec_name, profile))
+
+
 def _settings(spec_name: str, profile: str) -> dict:
     """One run's settings of a spec profile (what every run of it shares)."""
-    configs = load_spec(REPO / "tasks" / spec_name).expand(profile)
+    configs = _configs(spec_name, profile)
     c = configs[0]
     return {"hidden": c.cell.hidden, "batch": c.batch_size, "steps": c.steps, "lr": c.lr,
             "clip": c.clip, "eval_every": c.eval_every, "eval_size": c.eval_size,
@@ -544,8 +563,7 @@ def long_lags() -> str:
 def _long_settings(runs: pd.DataFrame) -> str:
     """Per task, the settings its runs trained with, read from the rows, and the profiles of
     tasks/long.toml they come from (matched by config id)."""
-    spec = load_spec(REPO / "tasks" / "long.toml")
-    ids = {p: {c.config_id() for c in spec.expand(p)} for p in spec.profile_names}
+    ids = {p: _profile_ids("long.toml", p) for p in _spec("long.toml").profile_names}
     parts = []
     for task, part in runs.groupby("task", sort=False):
         profiles = [f"`{p}`" for p, wanted in ids.items() if wanted & set(part["config_id"])]
@@ -933,7 +951,7 @@ def new_tasks() -> str:
 
 def _progress(spec_name: str, profile: str, path: Path) -> str:
     """' (in progress)' while the runs recorded in ``path`` are fewer than the profile's."""
-    wanted = {c.config_id() for c in load_spec(REPO / "tasks" / spec_name).expand(profile)}
+    wanted = _profile_ids(spec_name, profile)
     done = set(read_results(path)["config_id"].astype(str)) if path.exists() else set()
     return "" if wanted <= done else f" (in progress: {len(wanted & done)} of {len(wanted)} runs)"
 
@@ -1059,11 +1077,11 @@ def published() -> str:
     path = HERE / "papers" / "runs.csv"
     if not path.exists():
         return ""
-    spec = load_spec(REPO / "tasks" / "papers.toml")
+    spec = _spec("papers.toml")
     table = compare(spec, path, "cpu")
     run = table[table["n_seeds"] > 0]
-    runs = _profile_runs(_runs(path), spec, "cpu")  # the 50,000-step rows are the check below
-    seeds = len({cfg.seed for cfg in spec.expand("cpu")})
+    runs = _profile_runs(_runs(path), "papers.toml", "cpu")  # the 50,000-step rows: the check below
+    seeds = len({cfg.seed for cfg in _configs("papers.toml", "cpu")})
     budget = int(pd.to_numeric(runs["step_budget"]).max())
     improving = int(_budget_limited(runs).sum())
     disagree = run[run["agreement"] == "disagree"]
@@ -1097,10 +1115,9 @@ def _measured(row) -> str:
             f"loss/baseline {row['loss_ratio_median']:.3g})")
 
 
-def _profile_runs(runs: pd.DataFrame, spec, profile: str) -> pd.DataFrame:
-    """The rows of ``runs`` that belong to ``profile`` of ``spec`` (by config id)."""
-    ids = {cfg.config_id() for cfg in spec.expand(profile)}
-    return runs[runs["config_id"].isin(ids)]
+def _profile_runs(runs: pd.DataFrame, spec_name: str, profile: str) -> pd.DataFrame:
+    """The rows of ``runs`` that belong to ``profile`` of tasks/<spec_name> (by config id)."""
+    return runs[runs["config_id"].isin(_profile_ids(spec_name, profile))]
 
 
 def _budget_check(spec, path: Path, cpu: pd.DataFrame) -> str:
@@ -1112,7 +1129,7 @@ def _budget_check(spec, path: Path, cpu: pd.DataFrame) -> str:
     paper = paper[paper["n_seeds"] > 0].set_index("arm")
     if paper.empty:
         return ""
-    steps = int(spec.expand("paper")[0].steps)
+    steps = int(_configs("papers.toml", "paper")[0].steps)
     rows, explained = [], []
     for r in cpu[cpu["arm"].isin(paper.index)].to_dict("records"):
         p = paper.loc[r["arm"]]
