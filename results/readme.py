@@ -584,12 +584,17 @@ def _trained_with(runs: pd.DataFrame) -> str:
         for r in runs.drop_duplicates(keys).to_dict("records"))
 
 
+@functools.cache
+def _long_grads() -> pd.DataFrame:
+    """The in-run probes of the long runs (results/long/runs/*/grads.csv), read once for the
+    sections of every T."""
+    return read_grads([HERE / "long" / "runs"])
+
+
 def _long_decay(runs: pd.DataFrame, adding: pd.DataFrame, seq_len: int = 500) -> str:
     """Gradient decay at initialization and at the end of training of the adding runs at
     ``seq_len`` (their in-run probes, results/long/runs/*/grads.csv), against their outcome."""
-    from seqbench.grads import read_grads
-
-    grads = read_grads([HERE / "long" / "runs"])
+    grads = _long_grads()
     grads = grads[grads["run_id"].isin(set(runs["run_id"])) & (grads["task"] == "adding")
                   & (grads["seq_len"] == seq_len) & (grads["layer"] == grads["layers"] - 1)]
     if grads.empty:
