@@ -14,12 +14,17 @@
 #      their checkpoint.pt (a finished run's is removed), and the next window continues them from
 #      there when their folders are in results/papers/runs (untar the archive there, uncommitted:
 #      git ignores checkpoint.pt, so give the device tool carry=["results/papers/runs"]).
+#   3. with LONG_SECONDS > 0 (default 0: off), tasks/long.toml --profile gpu (adding, copy and
+#      delayed recall up to T = 5,000, 30,000 steps) packed the same way for LONG_SECONDS, into
+#      results/long_gpu: back as $OUT/long_gpu_runs.csv and $OUT/long_gpu_runs.tar.gz, continued
+#      the same way (carry=["results/long_gpu"]).
 # Run from anywhere on a machine with a CUDA GPU and seqbench's dependencies (no install needed:
 # the checkout is put on PYTHONPATH):
 #   OUT=/tmp/out benchmarks/gpu_sweeps.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SWEEP_SECONDS=${SWEEP_SECONDS:-240}
+LONG_SECONDS=${LONG_SECONDS:-0}
 PER_GPU=${PER_GPU:-8}
 source benchmarks/gpu_parts.sh
 gpu_setup gpu_sweeps
@@ -33,20 +38,32 @@ part "packed sweep throughput" 150 "$PY" -m seqbench bench --sweep-runs 16 --swe
   --device cuda --per-gpu "$PER_GPU" --cell lstm --impl builtin -T 500 --batch 32 \
   --sweep-out "$OUT/bench_sweep.csv"
 
-# SIGINT after SWEEP_SECONDS, as Ctrl-C: the sweep keeps the rows of the runs that finished, stops
-# its workers and exits 130, which is the plan here, not a failure
-echo
-echo "== $(date +%T) papers, profile paper, T = 500-1000, ${SWEEP_SECONDS}s"
-timeout -s INT -k 30 "$SWEEP_SECONDS" "$PY" -m seqbench sweep tasks/papers.toml --profile paper \
-  -T 500 -T 600 -T 750 -T 1000 --device cuda --per-gpu "$PER_GPU" --checkpoint-every 500 \
-  --out results/papers
-rc=$?
-echo "== papers sweep: exit $rc"
-[ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 130 ] || failed+=("papers sweep (exit $rc)")
-if [ -f results/papers/runs.csv ]; then
-  cp results/papers/runs.csv "$OUT/papers_runs.csv"
-  tar czf "$OUT/papers_runs.tar.gz" -C results/papers runs  # with the checkpoints in flight
-  "$PY" -m seqbench published --profile paper --out "$OUT/published_paper.csv" || true
+# packed_sweep NAME SECONDS OUTDIR SWEEP-ARGS...: the sweep packed on the GPU, checkpointed, stopped
+# by SIGINT after SECONDS as Ctrl-C (it keeps the rows of the runs that finished, stops its workers
+# and exits 130: the plan here, not a failure); OUTDIR's runs.csv and run folders (with the
+# checkpoints of the runs in flight) come back as $OUT/NAME_runs.csv and $OUT/NAME_runs.tar.gz
+packed_sweep() {
+  local name=$1 seconds=$2 dir=$3
+  shift 3
+  echo
+  echo "== $(date +%T) $name, ${seconds}s"
+  timeout -s INT -k 30 "$seconds" "$PY" -m seqbench sweep "$@" --device cuda \
+    --per-gpu "$PER_GPU" --checkpoint-every 500 --out "$dir"
+  local rc=$?
+  echo "== $name sweep: exit $rc"
+  [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 130 ] || failed+=("$name sweep (exit $rc)")
+  if [ -f "$dir/runs.csv" ]; then
+    cp "$dir/runs.csv" "$OUT/${name}_runs.csv"
+    tar czf "$OUT/${name}_runs.tar.gz" -C "$dir" runs
+  fi
+}
+
+packed_sweep papers "$SWEEP_SECONDS" results/papers tasks/papers.toml --profile paper \
+  -T 500 -T 600 -T 750 -T 1000
+[ -f results/papers/runs.csv ] && { "$PY" -m seqbench published --profile paper \
+  --out "$OUT/published_paper.csv" || true; }
+if [ "$LONG_SECONDS" -gt 0 ]; then
+  packed_sweep long_gpu "$LONG_SECONDS" results/long_gpu tasks/long.toml --profile gpu
 fi
 
 finish "files in $OUT"

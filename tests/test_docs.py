@@ -82,3 +82,15 @@ def test_every_cited_section_exists():
                 missing.append(f"{path.relative_to(ROOT)}:{lineno}: section {m.group(1)}")
     assert cited, "no citation of docs/references.md found: is the pattern out of date?"
     assert not missing, "cited sections missing from docs/references.md:\n" + "\n".join(missing)
+
+
+SHELL_SCRIPTS = sorted([*ROOT.glob("benchmarks/*.sh"), ROOT / "results" / "regenerate.sh",
+                        ROOT / ".ci" / "run"])
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shell_scripts_parse(script):
+    """The GPU scripts run only where a GPU is lent, in windows of minutes: a syntax error must
+    not be found there (bash -n reads a script without running it)."""
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
