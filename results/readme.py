@@ -1104,9 +1104,9 @@ def published() -> str:
             f"`papers/published.csv` say where ours differs: budgets above all), {seeds} seeds, "
             f"at most {budget:,} steps. The verdict is on outcomes (solved; partial; at the "
             f"memoryless baseline, i.e. loss >= {BASELINE_LEVEL:.0%} of it). Run here so far: "
-            f"{len(run)} arms at T = {_lags(run)} (`seqbench sweep tasks/papers.toml -T 100 "
-            "-T 150 -T 300 -T 400`, then `--arm NAME` for each longer one: "
-            "results/regenerate.sh lists them). " + _not_run(table)
+            f"{len(run)} of {len(table)} arms, at T = {_lags(run)} (`seqbench sweep "
+            "tasks/papers.toml --workers 2 --checkpoint-every 500 --out results/papers` runs "
+            "the whole profile, resumably). " + _not_run(table)
             + f"{agreement_counts(table)}.{budget_note}\n\n"
             + (format_table(run, "markdown") if len(run) else "No arm recorded yet.\n")
             + _budget_check(spec, path, table))
@@ -1164,9 +1164,8 @@ def _not_run(table: pd.DataFrame) -> str:
     left = table[table["n_seeds"] == 0]
     if left.empty:
         return ""
-    return (f"Not run: {len(left)} arms at T = {_lags(left)} ({_names(left['arm'])}), "
-            "hours per run on this CPU (`seqbench sweep tasks/papers.toml --arm NAME --dry-run` "
-            "estimates them; `--profile paper` is for a GPU). ")
+    return (f"Not run yet: {len(left)} arms at T = {_lags(left)} ({_names(left['arm'])}; "
+            "`seqbench sweep tasks/papers.toml --arm NAME --dry-run` estimates their time). ")
 
 
 def _lags(table: pd.DataFrame) -> str:

@@ -88,12 +88,9 @@ seqbench sweep tasks/lengths.toml --workers 2 --out results/lengths
 seqbench leaderboard --runs results/lengths/runs.csv --format markdown
 seqbench plot lengths results/lengths/runs.csv --metric solve_rate -o results/figures/lengths.png
 
-# 5d. Published results side by side: the short-lag arms of tasks/papers.toml on the CPU (the
-#     T = 500-1,000 arms run here are named; the rest is hours per run: --profile paper on a GPU)
-seqbench sweep tasks/papers.toml -T 100 -T 150 -T 300 -T 400 --workers 2 --out results/papers
-seqbench sweep tasks/papers.toml --arm tallec_copy500_lstm --arm tallec_copy500_chrono \
-  --arm rusch_adding500_cornn --arm lezcano_copy1000_exprnn --arm li_adding1000_indrnn \
-  --arm li_adding1000_lstm --workers 2 --out results/papers
+# 5d. Published results side by side: every arm of tasks/papers.toml at the cpu profile's 3,000 steps
+#     (minutes per run at T <= 1,000; `--dry-run` estimates them)
+seqbench sweep tasks/papers.toml --workers 2 --checkpoint-every 500 --out results/papers
 # the budget check: disagreeing arms again at the papers' 50,000 steps (minutes to an hour a run)
 seqbench sweep tasks/papers.toml --profile paper --arm urnn_adding100_lstm --arm urnn_copy100_lstm \
   --arm le_adding150_rnn_tanh --workers 2 --checkpoint-every 500 --out results/papers
