@@ -242,11 +242,11 @@ def _read_checkpoint(run_dir: Path) -> tuple[dict, bool]:
         body = data[_HEADER_LEN:]
         if len(data) < _HEADER_LEN or data[_HEADER_LEN - 1:_HEADER_LEN] != b"\n":
             raise CheckpointUnusable(f"cannot load {path}: damaged checkpoint (its header is cut or "
-                              "changed)")
+                                     "changed)")
         if hashlib.sha256(body).hexdigest() != stored:
             raise CheckpointUnusable(f"cannot load {path}: damaged checkpoint (its SHA-256 does not "
-                              "match the one stored with it: truncated or changed since it was "
-                              "written); refusing to resume from it")
+                                     "match the one stored with it: truncated or changed since it was "
+                                     "written); refusing to resume from it")
     elif data.startswith(CHECKPOINT_MAGIC[:8]):
         raise CheckpointUnusable(f"cannot load {path}: damaged checkpoint (its header is changed)")
     else:
@@ -259,8 +259,8 @@ def _read_checkpoint(run_dir: Path) -> tuple[dict, bool]:
         found = re.search(r"GLOBAL (\S+)", str(e))
         if found:  # an object that would run code when loaded (torch names its global)
             raise CheckpointUnusable(f"refusing to load {path}: it holds {found.group(1)}, not only "
-                              "tensors and plain values (checkpoints load with weights_only=True)"
-                              ) from None
+                                     "tensors and plain values (checkpoints load with weights_only=True)"
+                                     ) from None
         raise CheckpointUnusable(f"cannot load {path}: not a seqbench checkpoint") from None
     except Exception as e:  # noqa: BLE001  torch raises anything on foreign bytes (KeyError...)
         text = " ".join(str(e).split())
@@ -268,7 +268,7 @@ def _read_checkpoint(run_dir: Path) -> tuple[dict, bool]:
         raise CheckpointUnusable(f"cannot load {path}: damaged or not a checkpoint ({first[:100]})") from None
     if not isinstance(state, dict):
         raise CheckpointUnusable(f"cannot load {path}: not a seqbench checkpoint (it holds a "
-                          f"{type(state).__name__}, not a training state)")
+                                 f"{type(state).__name__}, not a training state)")
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
         raise CheckpointUnusable(f"cannot load {path}: not a seqbench checkpoint (no {missing[0]!r})")
@@ -415,7 +415,7 @@ def _resume(run_dir: Path, quiet: bool, progress_stream, handle_signals: bool,
         trainer.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
         raise CheckpointUnusable(f"{run_dir / CHECKPOINT} does not fit the run's config.json "
-                          f"({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
+                                 f"({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
     if not verified:  # warned once it is known to be used (a refusal is one line alone)
         _warn_unverified(run_dir / CHECKPOINT)
     step = trainer.step

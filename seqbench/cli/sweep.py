@@ -195,12 +195,11 @@ def _dry_run(configs, plan, name, out, executor, workers, threads, per_gpu, gpu_
     from dataclasses import replace
 
     from seqbench.estimate import resolve_devices
+    from seqbench.runner import checkpoint_step, checkpointed_run_dir
     from seqbench.sweep import describe
 
     if estimate and plan.todo:
         resolve_devices(plan.todo)  # --device cuda without CUDA: say so before listing
-    from seqbench.runner import checkpoint_step, checkpointed_run_dir
-
     todo = {c.config_id() for c in plan.todo}
     done_steps = {}  # config id -> the step its checkpoint holds (the run continues from there)
     for cfg in plan.todo:
