@@ -1093,8 +1093,9 @@ def published() -> str:
     at_baseline = disagree[disagree["measured_outcome"] == "baseline"]
     budget_note = (f" Of the {len(disagree)} disagreements, {len(at_baseline)} are ours at the "
                    f"memoryless baseline where the paper reports learning, with at most "
-                   f"{budget:,} steps against the papers' 30,000 to over 1,000,000 (the spec's "
-                   f"comments): the budget is the first suspect, which the check below measures "
+                   f"{budget:,} steps against the papers' longer training (each row's "
+                   f"`differences` gives the paper's where it is known): the budget is the first "
+                   f"suspect, which the check below measures "
                    f"where it is affordable; {improving} of the {len(runs)} runs "
                    f"{'was' if improving == 1 else 'were'} still improving at the end."
                    ) if len(disagree) else ""
