@@ -93,7 +93,7 @@ seqbench plot lengths results/lengths/runs.csv --metric solve_rate -o results/fi
 seqbench sweep tasks/papers.toml --workers 2 --checkpoint-every 500 --out results/papers
 # the budget check: disagreeing arms again at the papers' 50,000 steps (minutes to an hour a run)
 seqbench sweep tasks/papers.toml --profile paper --arm urnn_adding100_lstm --arm urnn_copy100_lstm \
-  --arm le_adding150_rnn_tanh --workers 2 --checkpoint-every 500 --out results/papers
+  --arm le_adding150_rnn_tanh --arm le_adding300_irnn --workers 2 --checkpoint-every 500 --out results/papers
 seqbench published --runs results/papers/runs.csv --format markdown
 
 # 6. results/README.md from the CSVs above (tests/test_results_readme.py checks it)
