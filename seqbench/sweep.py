@@ -32,6 +32,7 @@ orphans. The Ray executor does not claim configs.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import tempfile
@@ -442,10 +443,62 @@ class SweepResult:
         return line
 
 
-class _Tracker:
-    """Counts outcomes and redraws the progress line: done, running, failed, time left."""
+class _RunProgress:
+    """How far the runs in flight are: the step of the last evaluation in their run folder's
+    curve.csv over their step budget, read at most every ``READ_EVERY`` seconds a run. A run that
+    continues from a checkpoint starts past 0: ``first`` keeps where each run was when first
+    seen, so that only the steps trained in this sweep count towards its rate."""
 
-    def __init__(self, total: int, workers: int, stream, report: Callable[[str], None] | None):
+    READ_EVERY = 5.0
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.first: dict[str, float] = {}
+        self._read: dict[str, tuple[float, float]] = {}  # config id -> (when read, fraction)
+
+    def fraction(self, cfg: RunConfig) -> float:
+        cid, now = cfg.config_id(), time.monotonic()
+        when, value = self._read.get(cid, (-math.inf, 0.0))
+        if now - when >= self.READ_EVERY:
+            value = _curve_fraction(self.out, cfg)
+            self._read[cid] = (now, value)
+        self.first.setdefault(cid, value)
+        return value
+
+    def finished(self, cid: str) -> float:
+        """The part of a finished run trained in this sweep (1 when it was never seen running)."""
+        self._read.pop(cid, None)
+        return 1.0 - self.first.pop(cid, 0.0)
+
+
+def _curve_fraction(out: Path, cfg: RunConfig) -> float:
+    """The last evaluated step of ``cfg``'s newest run folder under OUT/runs over its budget (0
+    when there is none yet)."""
+    best = None
+    for folder in (out / "runs").glob(f"{cfg.run_name()}*"):
+        curve = folder / "curve.csv"
+        with contextlib.suppress(OSError):
+            when = curve.stat().st_mtime
+            if best is None or when > best[0]:
+                best = (when, curve)
+    if best is None:
+        return 0.0
+    try:
+        with open(best[1], "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            last = f.read().splitlines()[-1].decode("utf-8", "replace")
+        return min(max(int(last.split(",", 1)[0]) / max(cfg.steps, 1), 0.0), 1.0)
+    except (OSError, IndexError, ValueError):  # no evaluation yet (the header alone), a torn line
+        return 0.0
+
+
+class _Tracker:
+    """Counts outcomes and redraws the progress line: done, running (and how far, when the run
+    folders are local), failed, time left. The time left counts the runs in flight by the steps
+    they have trained, so a sweep of a few long runs has an estimate before its first run ends."""
+
+    def __init__(self, total: int, workers: int, stream, report: Callable[[str], None] | None,
+                 out: Path | None = None):
         self.total, self.workers = total, max(workers, 1)
         self.bar = ProgressLine(total, "sweep", stream=stream, unit="run")
         self.report = report
@@ -453,16 +506,25 @@ class _Tracker:
         self.statuses: dict[str, int] = {}
         self.outcomes: list[Outcome] = []
         self.done = 0
+        self.progress = _RunProgress(out) if out is not None else None
+        self.work = 0.0  # runs' worth of training done in this sweep by the runs that ended
 
     @property
     def failed(self) -> int:
         return self.statuses.get("failed", 0)
 
-    def draw(self) -> None:
-        running = min(self.workers, self.total - self.done)
+    def draw(self, running: Sequence[RunConfig] = ()) -> None:
+        """``running``: the configs in flight (local executor), whose progress is read."""
+        n_running = min(self.workers, self.total - self.done)
+        running = list(running)[:n_running]  # the pool queues one call ahead of its workers
         elapsed = time.perf_counter() - self.t0
-        eta = format_duration(elapsed / self.done * (self.total - self.done)) if self.done else "?"
-        text = f"done {self.done}, running {running}, failed {self.failed}"
+        now = [self.progress.fraction(cfg) for cfg in running] if self.progress else []
+        trained = self.work + sum(f - self.progress.first[c.config_id()]
+                                  for f, c in zip(now, running))
+        left = self.total - self.done - sum(now)
+        eta = format_duration(elapsed * left / trained) if trained > 0 else "?"
+        at = f" (at {', '.join(f'{f:.0%}' for f in now)})" if any(now) else ""
+        text = f"done {self.done}, running {n_running}{at}, failed {self.failed}"
         if self.statuses.get("diverged"):
             text += f", diverged {self.statuses['diverged']}"
         self.bar.update(self.done, f"{text} | {format_duration(elapsed)} elapsed, ETA {eta}",
@@ -472,6 +534,9 @@ class _Tracker:
         self.done += 1
         self.statuses[outcome.status] = self.statuses.get(outcome.status, 0) + 1
         self.outcomes.append(replace(outcome, files={}))  # the files are written; keep no copy
+        finished = self.progress.finished(outcome.config_id) if self.progress else 1.0
+        if outcome.status not in (RUNNING_ELSEWHERE, RECORDED_MEANWHILE):  # took no time here
+            self.work += finished
         if self.report is not None:
             self.bar.close()
             try:
@@ -532,7 +597,8 @@ def run_sweep(
         n = per_gpu * len(gpu_ids) if per_gpu else workers or 1
         if executor == "ray":
             n = workers or os.cpu_count() or 1
-        tracker = _Tracker(len(todo), n, progress_stream, report)
+        tracker = _Tracker(len(todo), n, progress_stream, report,
+                           out=out if executor == "local" else None)
         tracker.draw()
         try:
             with _sigterm_stops():
@@ -629,8 +695,8 @@ def _run_local(todo: list[RunConfig], out: Path, workers: int, tracker: _Tracker
     try:
         while pending:
             finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            if not finished:
-                tracker.draw()  # the clock moves on
+            if not finished:  # the clock moves on, and the runs in flight
+                tracker.draw([cfg for future, cfg in pending.items() if future.running()])
             for future in finished:
                 cfg = pending.pop(future)
                 try:

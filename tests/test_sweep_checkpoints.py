@@ -195,3 +195,39 @@ def test_a_sweep_killed_with_sigkill_continues_where_its_run_stopped(tmp_path):
 
 if torch.cuda.is_available():  # the rows above compare CPU runs bit for bit
     pytestmark = pytest.mark.skip(reason="bit-identical resume is checked on a CPU")
+
+
+def test_the_progress_line_counts_the_steps_of_the_runs_in_flight(tmp_path, monkeypatch):
+    """A sweep of a few long runs has a time left before its first run ends: the runs in flight
+    count by the steps their curve.csv has reached, and only the steps trained in this sweep set
+    the rate (a run continued from a checkpoint starts past 0)."""
+    import io
+
+    from seqbench import sweep as sweep_module
+
+    out = tmp_path / "out"
+    first, second = cfg(seed=0, steps=100), cfg(seed=1, steps=100)
+    clock = {"now": 0.0}
+    monkeypatch.setattr(sweep_module.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(sweep_module._RunProgress, "READ_EVERY", 0.0)
+
+    def write_curve(config, step):
+        folder = out / "runs" / config.run_name()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "curve.csv").write_text("step,train_loss\n" + "".join(
+            f"{s},0.1\n" for s in range(0, step + 1, 10)))
+
+    stream = io.StringIO()
+    tracker = sweep_module._Tracker(2, 2, stream, None, out=out)
+    tracker.bar.plain, tracker.bar.every = True, 0.0
+    write_curve(second, 50)  # continues from a checkpoint at step 50
+    tracker.draw([first, second])  # first: no folder yet
+    assert stream.getvalue().splitlines()[-1].endswith("running 2 (at 0%, 50%), failed 0 | "
+                                                       "0.0s elapsed, ETA ?")
+    clock["now"] = 60.0
+    write_curve(first, 20)
+    write_curve(second, 60)
+    tracker.draw([first, second])
+    # trained here: 0.2 + 0.1 of a run in 60 s; left: 2 - 0.2 - 0.6 = 1.2 runs -> 240 s
+    assert stream.getvalue().splitlines()[-1].endswith("running 2 (at 20%, 60%), failed 0 | "
+                                                       "1m00s elapsed, ETA 4m00s")
