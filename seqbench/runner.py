@@ -337,14 +337,10 @@ def resume_run(run_dir: str | os.PathLike, quiet: bool = False, progress_stream=
         return _resume(Path(run_dir), *args)
 
 
-def checkpointed_run_dir(out: str | os.PathLike, cfg: RunConfig) -> Path | None:
-    """The folder under OUT/runs of an unfinished run of ``cfg`` that holds a checkpoint, so
-    that a sweep continues the run (``resume_run``) instead of starting it over: a folder named
-    for the run (``RunConfig.run_name``, or that name with a ``-<n>`` suffix) whose config.json
-    gives cfg's config id and which holds ``checkpoint.pt``. Of several (a run started over once
-    its checkpoint could not be used), the one whose checkpoint was written last; None when there
-    is none. Whether the folder's run finished is for the caller to know (a sweep asks only for
-    configs that runs.csv does not record as finished; ``resume_run`` refuses a finished one)."""
+def run_dirs(out: str | os.PathLike, cfg: RunConfig) -> list[Path]:
+    """The folders under OUT/runs of ``cfg``'s runs: named for it (``RunConfig.run_name``, or that
+    name with a ``-<n>`` suffix, ``_new_run_dir``) and with a config.json that gives its config
+    id. A folder without a readable config.json is left out."""
     base, cid = cfg.run_name(), cfg.config_id()
     found = []
     for folder in (Path(out) / "runs").glob(f"{base}*"):
@@ -352,11 +348,24 @@ def checkpointed_run_dir(out: str | os.PathLike, cfg: RunConfig) -> Path | None:
             continue
         try:
             stored = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-            written = (folder / CHECKPOINT).stat().st_mtime
-        except (OSError, ValueError):  # no checkpoint (killed before its first), no config
+        except (OSError, ValueError):
             continue
         if isinstance(stored, dict) and stored.get("config_id") == cid:
-            found.append((written, folder.name, folder))
+            found.append(folder)
+    return found
+
+
+def checkpointed_run_dir(out: str | os.PathLike, cfg: RunConfig) -> Path | None:
+    """The folder under OUT/runs of an unfinished run of ``cfg`` that holds a checkpoint, so
+    that a sweep continues the run (``resume_run``) instead of starting it over: one of
+    ``run_dirs`` that holds ``checkpoint.pt``. Of several (a run started over once its checkpoint
+    could not be used), the one whose checkpoint was written last; None when there is none.
+    Whether the folder's run finished is for the caller to know (a sweep asks only for configs
+    that runs.csv does not record as finished; ``resume_run`` refuses a finished one)."""
+    found = []
+    for folder in run_dirs(out, cfg):
+        with contextlib.suppress(OSError):  # no checkpoint: killed before its first
+            found.append(((folder / CHECKPOINT).stat().st_mtime, folder.name, folder))
     return max(found)[2] if found else None
 
 

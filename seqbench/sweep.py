@@ -474,17 +474,16 @@ class _RunProgress:
 def _curve_fraction(out: Path, cfg: RunConfig) -> float:
     """The last evaluated step of ``cfg``'s newest run folder under OUT/runs over its budget (0
     when there is none yet)."""
-    best = None
-    for folder in (out / "runs").glob(f"{cfg.run_name()}*"):
-        curve = folder / "curve.csv"
+    from seqbench.runner import run_dirs
+
+    curves = []
+    for folder in run_dirs(out, cfg):
         with contextlib.suppress(OSError):
-            when = curve.stat().st_mtime
-            if best is None or when > best[0]:
-                best = (when, curve)
-    if best is None:
+            curves.append(((folder / "curve.csv").stat().st_mtime, folder.name, folder / "curve.csv"))
+    if not curves:
         return 0.0
     try:
-        with open(best[1], "rb") as f:
+        with open(max(curves)[2], "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
             last = f.read().splitlines()[-1].decode("utf-8", "replace")
         return min(max(int(last.split(",", 1)[0]) / max(cfg.steps, 1), 0.0), 1.0)

@@ -3,6 +3,7 @@ that end without warning): a killed sweep, run again, continues its runs in flig
 last saved step and records the row an uninterrupted run records; unusable checkpoints start the
 run over; the dry run counts only what is left. Real processes where it matters."""
 import csv
+import json
 import os
 import shutil
 import signal
@@ -213,7 +214,8 @@ def test_the_progress_line_counts_the_steps_of_the_runs_in_flight(tmp_path, monk
 
     def write_curve(config, step):
         folder = out / "runs" / config.run_name()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)  # as the runner makes it: config.json first
+        (folder / "config.json").write_text(json.dumps({"config_id": config.config_id()}))
         (folder / "curve.csv").write_text("step,train_loss\n" + "".join(
             f"{s},0.1\n" for s in range(0, step + 1, 10)))
 
